@@ -84,8 +84,8 @@ class shape_error : public error {
 /// A NaN or infinity found in a tensor during training or evaluation.
 class numeric_error : public error {
  public:
-  numeric_error(std::string layer, std::int64_t iteration, std::string tensor,
-                std::size_t index, double value)
+  numeric_error(std::string layer, std::int64_t iteration, std::string tensor, std::size_t index,
+                double value)
       : error(detail::concat("non-finite value ", value, " in ", tensor, " of ", layer,
                              " at index ", index, ", iteration ", iteration)),
         layer_(std::move(layer)),

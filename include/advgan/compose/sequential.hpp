@@ -1,0 +1,309 @@
+#pragma once
+// sequential<input<C, H, W>, Layers...>: layers applied one after another,
+// with every intermediate shape computed and checked at compile time, and
+// model<Spec, Backend>: such a stack bound to a backend, owning its
+// parameters, gradients and activations.
+//
+// Parameter and buffer names are "<index>.<name>", the state_dict keys of the
+// equivalent torch.nn.Sequential, so weights move between the two unchanged.
+
+#include <array>        // std::array
+#include <cstddef>      // std::size_t
+#include <cstdint>      // std::int64_t
+#include <string>       // std::string
+#include <tuple>        // std::tuple
+#include <type_traits>  // std::conditional_t
+#include <utility>      // std::index_sequence
+
+#include "advgan/core/error.hpp"
+#include "advgan/core/philox.hpp"
+#include "advgan/core/shape.hpp"
+#include "advgan/layers/layer.hpp"
+
+namespace advgan {
+
+namespace detail {
+
+template <class Spec, class InputShape>
+constexpr bool spec_accepts() {
+  if constexpr (requires { Spec::template accepts<InputShape>; })
+    return Spec::template accepts<InputShape>;
+  else
+    return true;
+}
+
+/// Fails to compile when the layer at LayerIndex is not a layer spec; the
+/// template arguments name the index and the offending type.
+template <std::size_t LayerIndex, class NotALayer, bool Valid>
+struct check_is_layer {
+  static_assert(Valid,
+                "advgan: every element of sequential after input<...> must be a layer spec "
+                "(a type with `kind` and `output_shape<Input>`); see LayerIndex and NotALayer");
+  static constexpr bool value = Valid;
+};
+
+/// Fails to compile when the layer at LayerIndex cannot take InputShape,
+/// for instance a kernel larger than the padded input or a reshape that
+/// changes the element count.
+template <std::size_t LayerIndex, class Layer, class InputShape, bool Valid>
+struct check_layer_fits {
+  static_assert(Valid,
+                "advgan: layer does not fit its input shape; see LayerIndex, Layer and "
+                "InputShape");
+  static constexpr bool value = Valid;
+};
+
+template <class Spec, class InputShape, bool Valid>
+struct output_of {
+  using type = InputShape;  // a placeholder, so one error does not cascade
+};
+template <class Spec, class InputShape>
+struct output_of<Spec, InputShape, true> {
+  using type = typename Spec::template output_shape<InputShape>;
+};
+
+template <class... Types>
+struct type_list {};
+
+/// Walks the layer list, checking each layer and collecting the shapes.
+template <std::size_t Index, class InputShape, class... Specs>
+struct shape_chain {
+  using output_shape = InputShape;
+  using shapes = type_list<>;
+  static constexpr bool valid = true;
+};
+
+template <std::size_t Index, class InputShape, class Spec, class... Rest>
+struct shape_chain<Index, InputShape, Spec, Rest...> {
+  static constexpr bool is_spec = layer_spec<Spec, InputShape>;
+  static constexpr bool fits = check_is_layer<Index, Spec, is_spec>::value &&
+                               check_layer_fits < Index,
+                        Spec, InputShape, is_spec &&spec_accepts<Spec, InputShape>() > ::value;
+  using layer_output = typename output_of<Spec, InputShape, fits>::type;
+  using next = shape_chain<Index + 1, layer_output, Rest...>;
+  using output_shape = typename next::output_shape;
+  static constexpr bool valid = fits && next::valid;
+};
+
+template <class Input>
+struct input_check {
+  static_assert(is_shape_v<typename Input::shape_type>,
+                "advgan: the first element of sequential must be input<C, H, W>");
+};
+
+/// The tuple of bound layers for a layer list.
+template <class Backend, class InputShape, class Indices, class... Specs>
+struct bind_all;
+template <class Backend, class InputShape, std::size_t... I, class... Specs>
+struct bind_all<Backend, InputShape, std::index_sequence<I...>, Specs...>;
+
+/// The shape that enters the layer at Index.
+template <std::size_t Index, class InputShape, class... Specs>
+struct input_shape_at;
+template <class InputShape, class Spec, class... Rest>
+struct input_shape_at<0, InputShape, Spec, Rest...> {
+  using type = InputShape;
+};
+template <std::size_t Index, class InputShape, class Spec, class... Rest>
+struct input_shape_at<Index, InputShape, Spec, Rest...> {
+  using type = typename input_shape_at<Index - 1, typename Spec::template output_shape<InputShape>,
+                                       Rest...>::type;
+};
+
+template <class Backend, class InputShape, std::size_t... I, class... Specs>
+struct bind_all<Backend, InputShape, std::index_sequence<I...>, Specs...> {
+  using type = std::tuple<typename Specs::template bind<
+      typename input_shape_at<I, InputShape, Specs...>::type, Backend>...>;
+};
+
+/// Sums the parameter counts of a tuple of bound layers.
+template <class LayerTuple>
+struct parameter_total;
+template <class... Layers>
+struct parameter_total<std::tuple<Layers...>> {
+  static constexpr std::size_t value = [] {
+    std::size_t total = 0;
+    auto add = [&](const auto& specs) {
+      for (const auto& p : specs) total += p.size();
+    };
+    (add(Layers::parameters), ...);
+    return total;
+  }();
+};
+
+}  // namespace detail
+
+/// A stack of layers after an input<C, H, W>, as torch.nn.Sequential.
+template <class Input, class... Specs>
+struct sequential {
+  static_assert(sizeof...(Specs) > 0, "advgan: sequential needs at least one layer");
+  static constexpr detail::input_check<Input> input_checked{};
+
+  using input_shape = typename Input::shape_type;
+  using chain = detail::shape_chain<0, input_shape, Specs...>;
+  using output_shape = typename chain::output_shape;
+  static constexpr std::size_t layer_count = sizeof...(Specs);
+  static constexpr const char* kind = "sequential";
+  static constexpr std::array<const char*, layer_count> kinds{Specs::kind...};
+
+  template <std::size_t Index>
+  using layer_input_shape = typename detail::input_shape_at<Index, input_shape, Specs...>::type;
+
+  template <class Backend>
+  using layers = typename detail::bind_all<Backend, input_shape, std::index_sequence_for<Specs...>,
+                                           Specs...>::type;
+};
+
+template <class T>
+inline constexpr bool is_sequential_v = false;
+template <class Input, class... Specs>
+inline constexpr bool is_sequential_v<sequential<Input, Specs...>> = true;
+
+/// A sequential spec bound to a backend: parameters, gradients, buffers and
+/// the activations of the last forward pass.
+///
+/// Parameters of all layers live in one contiguous array (and gradients in
+/// another), so an optimizer updates the whole model in one pass.
+template <class Spec, class Backend>
+class model {
+  static_assert(is_sequential_v<Spec>,
+                "advgan: model<Spec, Backend> needs Spec = sequential<input<...>, layers...>");
+  static_assert(Spec::chain::valid, "advgan: the layer stack does not fit together");
+
+ public:
+  using spec = Spec;
+  using backend = Backend;
+  using scalar = typename Backend::scalar;
+  using tensor = typename Backend::tensor;
+  using input_shape = typename Spec::input_shape;
+  using output_shape = typename Spec::output_shape;
+  using layer_tuple = typename Spec::template layers<Backend>;
+  static constexpr std::size_t layer_count = Spec::layer_count;
+
+  /// Total parameter count, known at compile time.
+  static constexpr std::size_t parameter_count = detail::parameter_total<layer_tuple>::value;
+
+  /// Allocates every parameter and initialises it with `scheme` from a
+  /// generator seeded with `seed`.
+  explicit model(std::uint64_t seed = 0, init_scheme scheme = init_scheme::pytorch) {
+    Backend::resize(values_, parameter_count, 1, 1, 1);
+    Backend::resize(gradients_, parameter_count, 1, 1, 1);
+    Backend::fill(Backend::data(gradients_), parameter_count, scalar(0));
+    std::size_t offset = 0;
+    for_each_layer([&](auto& layer, auto) {
+      using layer_type = std::remove_cvref_t<decltype(layer)>;
+      layer.bind(Backend::data(values_) + offset, Backend::data(gradients_) + offset);
+      for (const auto& p : layer_type::parameters) offset += p.size();
+    });
+    philox rng(seed);
+    reset_parameters(rng, scheme);
+  }
+
+  model(const model&) = delete;
+  model& operator=(const model&) = delete;
+
+  void reset_parameters(philox& rng, init_scheme scheme) {
+    for_each_layer([&](auto& layer, auto) { layer.reset_parameters(rng, scheme); });
+  }
+
+  /// Switches between training mode (batch statistics, dropout, state
+  /// updates) and evaluation mode.
+  void train(bool training = true) { training_ = training; }
+  void eval() { training_ = false; }
+  bool training() const { return training_; }
+
+  /// Runs every layer on x, shape (N, C, H, W) with (C, H, W) = input_shape,
+  /// and returns the output. x must stay alive and unchanged until backward.
+  const tensor& forward(const tensor& x, philox* rng = nullptr) {
+    detail::expect_sample_shape<input_shape, Backend>("sequential input", x);
+    const forward_context context{training_, rng};
+    for_each_layer([&](auto& layer, auto index) {
+      constexpr std::size_t i = decltype(index)::value;
+      const tensor& in = i == 0 ? x : activations_[i - 1];
+      layer.forward(in, activations_[i], context);
+    });
+    return activations_[layer_count - 1];
+  }
+
+  /// Backpropagates dy (the gradient of the output of the last forward
+  /// pass). Parameter gradients accumulate (+=) unless turned off in
+  /// `context`; the input gradient is assigned to *dx when dx is not null.
+  void backward(const tensor& dy, tensor* dx, const backward_context& context = {}) {
+    backward_from<layer_count - 1>(dy, dx, context);
+  }
+
+  /// Sets every parameter gradient to zero.
+  void zero_grad() { Backend::fill(Backend::data(gradients_), parameter_count, scalar(0)); }
+
+  scalar* parameters() { return Backend::data(values_); }
+  const scalar* parameters() const { return Backend::data(values_); }
+  scalar* gradients() { return Backend::data(gradients_); }
+  const scalar* gradients() const { return Backend::data(gradients_); }
+
+  const tensor& output() const { return activations_[layer_count - 1]; }
+  const tensor& activation(std::size_t index) const { return activations_[index]; }
+
+  /// Calls visitor(name, value, gradient, spec) for every parameter in
+  /// state_dict order; value and gradient point to spec.size() scalars.
+  template <class Visitor>
+  void visit_parameters(Visitor&& visitor) {
+    std::size_t offset = 0;
+    for_each_layer([&](auto& layer, auto index) {
+      using layer_type = std::remove_cvref_t<decltype(layer)>;
+      for (const auto& p : layer_type::parameters) {
+        visitor(detail::concat(decltype(index)::value, ".", p.name),
+                Backend::data(values_) + offset, Backend::data(gradients_) + offset, p);
+        offset += p.size();
+      }
+    });
+  }
+
+  /// Calls visitor(name, data, spec) for every floating-point buffer and
+  /// visitor(name, int64&) for every counter, in state_dict order.
+  template <class Visitor>
+  void visit_buffers(Visitor&& visitor) {
+    for_each_layer([&](auto& layer, auto index) {
+      const std::string prefix = detail::concat(decltype(index)::value, ".");
+      layer.visit_buffers(
+          [&](const char* name, auto&&... rest) { visitor(prefix + name, rest...); });
+    });
+  }
+
+  /// The layer at Index, for tests and for layer-specific settings.
+  template <std::size_t Index>
+  auto& layer() {
+    return std::get<Index>(layers_);
+  }
+
+  /// Returns the kind of the layer at index, as "conv2d".
+  static const char* layer_kind(std::size_t index) { return Spec::kinds[index]; }
+
+ private:
+  template <class Function>
+  void for_each_layer(Function&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f(std::get<I>(layers_), std::integral_constant<std::size_t, I>{}), ...);
+    }
+    (std::make_index_sequence<layer_count>{});
+  }
+
+  template <std::size_t Index>
+  void backward_from(const tensor& dy, tensor* dx, const backward_context& context) {
+    auto& layer = std::get<Index>(layers_);
+    if constexpr (Index == 0) {
+      layer.backward(dy, dx, context);
+    } else {
+      layer.backward(dy, &input_gradients_[Index], context);
+      backward_from<Index - 1>(input_gradients_[Index], dx, context);
+    }
+  }
+
+  layer_tuple layers_;
+  tensor values_;
+  tensor gradients_;
+  std::array<tensor, layer_count> activations_;
+  std::array<tensor, layer_count> input_gradients_;  // [i] = dL/d(input of layer i)
+  bool training_ = true;
+};
+
+}  // namespace advgan

@@ -1,0 +1,12 @@
+#pragma once
+// Every layer spec of advgan.
+
+#include "advgan/layers/activations.hpp"
+#include "advgan/layers/batch_norm.hpp"
+#include "advgan/layers/conv2d.hpp"
+#include "advgan/layers/conv_transpose2d.hpp"
+#include "advgan/layers/dense.hpp"
+#include "advgan/layers/dropout.hpp"
+#include "advgan/layers/layer.hpp"
+#include "advgan/layers/reshape.hpp"
+#include "advgan/layers/upsample.hpp"
