@@ -1,25 +1,21 @@
 #pragma once
-// Whole-file byte I/O: reading a file with transparent gzip inflation, and
-// writing a file atomically through a temporary file and a rename.
+// Reading whole files, with transparent inflation of gzip-compressed ones.
 
 #include <zlib.h>  // z_stream, inflateInit2, inflate, inflateReset, inflateEnd
 
 #include <algorithm>     // std::min
-#include <atomic>        // std::atomic
-#include <cerrno>        // errno, EEXIST
+#include <cerrno>        // errno
 #include <climits>       // UINT_MAX
 #include <cstddef>       // std::size_t
 #include <cstdint>       // std::uint8_t, SIZE_MAX
-#include <cstdio>        // std::FILE, std::fopen, std::fread, std::fclose, std::remove
+#include <cstdio>        // std::FILE, std::fopen, std::fread, std::ferror, std::fclose
 #include <cstring>       // std::strerror
-#include <filesystem>    // std::filesystem::path, std::filesystem::rename
+#include <filesystem>    // std::filesystem::path, std::filesystem::file_size
 #include <memory>        // std::unique_ptr
 #include <span>          // std::span
 #include <string>        // std::string
 #include <system_error>  // std::error_code
 #include <vector>        // std::vector
-
-#include <unistd.h>  // fsync, getpid
 
 #include "advgan/core/error.hpp"
 
@@ -27,14 +23,14 @@ namespace advgan {
 
 namespace detail {
 
-struct stdio_file_closer {
+struct read_file_closer {
   void operator()(std::FILE* file) const noexcept { std::fclose(file); }
 };
-using stdio_file = std::unique_ptr<std::FILE, stdio_file_closer>;
+using read_file_handle = std::unique_ptr<std::FILE, read_file_closer>;
 
 // Largest output-to-input ratio of deflate: a 258-byte match costs at least
 // 2 bits. It caps the first allocation when a gzip trailer claims a huge size.
-inline constexpr std::size_t max_deflate_ratio = 1032;
+inline constexpr std::size_t gzip_max_ratio = 1032;
 
 // Reads a little-endian u32, as in a gzip trailer's ISIZE field.
 inline std::size_t gzip_read_le32(const std::uint8_t* bytes) {
@@ -46,10 +42,10 @@ inline bool has_gzip_magic(std::span<const std::uint8_t> bytes, std::size_t offs
   return bytes.size() - offset >= 2 && bytes[offset] == 0x1F && bytes[offset + 1] == 0x8B;
 }
 
-struct inflate_stream {
+struct gzip_inflate_stream {
   z_stream stream{};
   bool initialized = false;
-  ~inflate_stream() {
+  ~gzip_inflate_stream() {
     if (initialized) inflateEnd(&stream);
   }
 };
@@ -66,12 +62,12 @@ inline std::vector<std::uint8_t> inflate_gzip(std::span<const std::uint8_t> comp
   // first allocation, which stays within what the input can expand to.
   std::size_t expected =
       compressed.size() >= 4 ? gzip_read_le32(compressed.data() + compressed.size() - 4) : 0;
-  if (compressed.size() <= SIZE_MAX / max_deflate_ratio) {
-    expected = std::min(expected, compressed.size() * max_deflate_ratio);
+  if (compressed.size() <= SIZE_MAX / gzip_max_ratio) {
+    expected = std::min(expected, compressed.size() * gzip_max_ratio);
   }
   std::vector<std::uint8_t> output(std::min(std::max<std::size_t>(expected, 4096), capacity_limit));
 
-  inflate_stream state;
+  gzip_inflate_stream state;
   // 15 + 32: the maximum window, with the gzip or zlib header detected automatically.
   if (inflateInit2(&state.stream, 15 + 32) != Z_OK) {
     throw file_error(name, "gzip", "cannot initialize zlib's inflate: out of memory");
@@ -137,52 +133,6 @@ inline std::vector<std::uint8_t> inflate_gzip(std::span<const std::uint8_t> comp
   return output;
 }
 
-// Writes `bytes` to `path` so that readers see either the old file or the
-// whole new one. The data go to a new temporary file in the same folder,
-// which is flushed to disk and then renamed over `path`. The temporary file
-// is removed if any step fails.
-inline void write_bytes_atomically(const std::filesystem::path& path,
-                                   std::span<const std::uint8_t> bytes) {
-  static std::atomic<unsigned> counter{0};
-  const std::string name = path.string();
-  std::filesystem::path temporary;
-  stdio_file file;
-  // "x" (C11) fails with EEXIST instead of opening a file that another
-  // writer created, so two writers never share a temporary file.
-  for (int attempt = 0; attempt < 100 && !file; ++attempt) {
-    temporary = path;
-    temporary += detail::concat(".tmp-", ::getpid(), "-", counter++);
-    file.reset(std::fopen(temporary.c_str(), "wbx"));
-    if (!file && errno != EEXIST) {
-      throw file_error(name, "",
-                       detail::concat("cannot create temporary file ", temporary.string(), ": ",
-                                      std::strerror(errno)));
-    }
-  }
-  if (!file) {
-    throw file_error(name, "", "cannot create a temporary file: 100 names already in use");
-  }
-
-  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), file.get()) == bytes.size() &&
-                       std::fflush(file.get()) == 0 && ::fsync(::fileno(file.get())) == 0;
-  const int write_errno = errno;
-  const bool closed = std::fclose(file.release()) == 0;
-  if (!written || !closed) {
-    std::remove(temporary.c_str());
-    throw file_error(name, "",
-                     detail::concat("cannot write temporary file ", temporary.string(), ": ",
-                                    std::strerror(written ? errno : write_errno)));
-  }
-  std::error_code rename_error;
-  std::filesystem::rename(temporary, path, rename_error);
-  if (rename_error) {
-    std::remove(temporary.c_str());
-    throw file_error(name, "",
-                     detail::concat("cannot rename the temporary file ", temporary.string(),
-                                    " over it: ", rename_error.message()));
-  }
-}
-
 }  // namespace detail
 
 namespace data {
@@ -193,25 +143,25 @@ inline constexpr std::size_t default_max_bytes = std::size_t{1} << 30;
 /// Reads a whole file. A file that starts with the gzip magic bytes 1F 8B is
 /// inflated, including files of several concatenated gzip members.
 ///
-/// Throws file_error naming the file when it cannot be opened or read, when
-/// the gzip data are corrupt ("corrupt gzip data: <zlib's message>") or end
-/// early ("gzip stream truncated after N compressed bytes"), with the
-/// compressed byte offset reached, or when the returned bytes would exceed
-/// `max_bytes`, which guards against decompression bombs.
+/// Throws file_error naming the file when it cannot be opened or read. It
+/// also throws when the gzip data are corrupt ("corrupt gzip data: <zlib's
+/// message>") or end early ("gzip stream truncated after N compressed
+/// bytes"), with the compressed byte offset reached. The limit `max_bytes`
+/// on the returned bytes guards against decompression bombs.
 inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path,
                                                  std::size_t max_bytes = default_max_bytes) {
   const std::string name = path.string();
-  detail::stdio_file file(std::fopen(path.c_str(), "rb"));
-  if (!file) throw file_error(name, "", detail::concat("cannot open: ", std::strerror(errno)));
-
-  std::vector<std::uint8_t> bytes;
-  std::error_code size_error;
-  const auto size_hint = std::filesystem::file_size(path, size_error);
-  if (!size_error) bytes.reserve(std::min<std::uintmax_t>(size_hint, max_bytes) + 1);
+  advgan::detail::read_file_handle file(std::fopen(path.c_str(), "rb"));
+  if (!file)
+    throw file_error(name, "", advgan::detail::concat("cannot open: ", std::strerror(errno)));
 
   // Reads in chunks up to EOF rather than trusting the size, so pipes and
   // files that change while being read are handled too.
   constexpr std::size_t chunk = std::size_t{1} << 16;
+  std::vector<std::uint8_t> bytes;
+  std::error_code size_error;
+  const auto size_hint = std::filesystem::file_size(path, size_error);
+  if (!size_error) bytes.reserve(std::min<std::uintmax_t>(size_hint, max_bytes) + chunk);
   std::size_t length = 0;
   while (true) {
     bytes.resize(length + chunk);
@@ -219,17 +169,19 @@ inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& pa
     length += got;
     if (length > max_bytes) {
       throw file_error(
-          name, "", detail::concat("file exceeds the limit of ", max_bytes, " bytes (max_bytes)"));
+          name, "",
+          advgan::detail::concat("file exceeds the limit of ", max_bytes, " bytes (max_bytes)"));
     }
     if (got < chunk) break;
   }
   if (std::ferror(file.get())) {
-    throw file_error(name, "", detail::concat("read failed: ", std::strerror(errno)), length);
+    throw file_error(name, "", advgan::detail::concat("read failed: ", std::strerror(errno)),
+                     length);
   }
   bytes.resize(length);
 
-  if (!detail::has_gzip_magic(bytes, 0)) return bytes;
-  return detail::inflate_gzip(bytes, name, max_bytes);
+  if (!advgan::detail::has_gzip_magic(bytes, 0)) return bytes;
+  return advgan::detail::inflate_gzip(bytes, name, max_bytes);
 }
 
 }  // namespace data

@@ -1,5 +1,5 @@
 #pragma once
-// The IDX format of MNIST and Fashion-MNIST (http://yann.lecun.com/exdb/mnist/).
+// The IDX format of MNIST and Fashion-MNIST.
 // A file starts with the magic number 00 00 <type code> <number of
 // dimensions>, followed by one big-endian u32 per dimension, then the values
 // in row-major order, big-endian. Files may be gzip-compressed, as
@@ -19,6 +19,7 @@
 
 #include "advgan/core/error.hpp"
 #include "advgan/data/gzip.hpp"
+#include "advgan/io/atomic_file.hpp"
 
 namespace advgan::detail {
 
@@ -139,7 +140,9 @@ inline idx_header parse_idx_header(std::span<const std::uint8_t> bytes, const st
     throw file_error(
         name, "magic",
         concat("invalid magic ", idx_hex(magic, 8), " (", magic, "): an IDX file starts with 00 00",
-               gzip ? ", and these bytes are gzip data still compressed after one inflation" : ""),
+               gzip ? ", but these bytes are still gzip data after inflating once, so the file was "
+                      "compressed twice"
+                    : ""),
         0);
   }
   const std::uint8_t type_code = bytes[2];
@@ -194,8 +197,10 @@ inline idx_header parse_idx_header(std::span<const std::uint8_t> bytes, const st
   if (found_bytes > expected_bytes) {
     throw file_error(
         name, "data",
-        concat(found_bytes - expected_bytes, " trailing bytes after the ", expected_bytes, " ",
-               noun, " bytes of dimensions ", idx_format_dims(header.dims)),
+        concat(found_bytes - expected_bytes,
+               found_bytes - expected_bytes == 1 ? " trailing byte" : " trailing bytes",
+               " after the ", expected_bytes, " ", noun, " bytes of dimensions ",
+               idx_format_dims(header.dims)),
         header_size + expected_bytes);
   }
   return header;
@@ -224,7 +229,9 @@ inline float decode_idx_value(const std::uint8_t* bytes, std::uint8_t type_code)
   }
 }
 
-inline std::vector<std::uint8_t> read_idx_u8(const std::filesystem::path& path,
+// Reads a uint8 IDX file, as data::read_idx_u8 does, with `noun` naming
+// the values in messages.
+inline std::vector<std::uint8_t> idx_read_u8(const std::filesystem::path& path,
                                              std::size_t expected_ndims,
                                              std::vector<std::size_t>& dims,
                                              std::string_view noun) {
@@ -243,8 +250,9 @@ inline std::filesystem::path find_dataset_file(const std::filesystem::path& fold
   std::filesystem::path plain = folder / name;
   if (std::filesystem::exists(plain)) return plain;
   throw file_error(compressed.string(), "",
-                   "not found, nor without .gz; install Debian's dataset-fashion-mnist package "
-                   "or pass the folder that contains the Fashion-MNIST files");
+                   "neither this file nor the name without .gz exists; install Debian's "
+                   "dataset-fashion-mnist package or pass the folder that contains the "
+                   "Fashion-MNIST files");
 }
 
 }  // namespace advgan::detail
@@ -276,20 +284,21 @@ enum class split { train, test };
 /// number of dimensions is rejected.
 ///
 /// Throws file_error naming the file, the field and the values on any
-/// deviation from the format: an incomplete header, a magic number that does
-/// not start with 00 00, an unknown type code, 0 or more than 8 dimensions,
-/// dimensions whose product overflows size_t, data shorter than the
-/// dimensions require ("truncated: ...") or bytes after them.
+/// deviation from the format. The checked faults are an incomplete header, a
+/// magic number that does not start with 00 00, an unknown type code, 0 or
+/// more than 8 dimensions, and dimensions whose product overflows size_t.
+/// Data shorter than the dimensions require ("truncated: ...") and bytes
+/// after the data are errors too.
 inline idx_array read_idx(const std::filesystem::path& path,
                           std::optional<std::size_t> expected_ndims = {}) {
   const std::vector<std::uint8_t> bytes = read_file_bytes(path);
-  detail::idx_header header =
-      detail::parse_idx_header(bytes, path.string(), expected_ndims, std::nullopt, "data");
-  const std::size_t element_size = detail::idx_element_size(header.type_code);
+  advgan::detail::idx_header header =
+      advgan::detail::parse_idx_header(bytes, path.string(), expected_ndims, std::nullopt, "data");
+  const std::size_t element_size = advgan::detail::idx_element_size(header.type_code);
   std::vector<float> values(header.element_count);
   const std::uint8_t* data = bytes.data() + header.data_offset;
   for (std::size_t i = 0; i < values.size(); ++i) {
-    values[i] = detail::decode_idx_value(data + i * element_size, header.type_code);
+    values[i] = advgan::detail::decode_idx_value(data + i * element_size, header.type_code);
   }
   return {header.type_code, std::move(header.dims), std::move(values)};
 }
@@ -301,7 +310,7 @@ inline idx_array read_idx(const std::filesystem::path& path,
 inline std::vector<std::uint8_t> read_idx_u8(const std::filesystem::path& path,
                                              std::size_t expected_ndims,
                                              std::vector<std::size_t>& dims) {
-  return detail::read_idx_u8(path, expected_ndims, dims, "data");
+  return advgan::detail::idx_read_u8(path, expected_ndims, dims, "data");
 }
 
 /// Loads an images file (uint8, count x height x width) and its labels file
@@ -312,12 +321,12 @@ inline labelled_images load_idx_images(const std::filesystem::path& images,
   std::vector<std::size_t> image_dims;
   std::vector<std::size_t> label_dims;
   labelled_images result{};
-  result.pixels = detail::read_idx_u8(images, 3, image_dims, "pixel");
-  result.labels = detail::read_idx_u8(labels, 1, label_dims, "label");
+  result.pixels = advgan::detail::idx_read_u8(images, 3, image_dims, "pixel");
+  result.labels = advgan::detail::idx_read_u8(labels, 1, label_dims, "label");
   if (image_dims[0] != label_dims[0]) {
     throw file_error(labels.string(), "count",
-                     detail::concat(image_dims[0], " images but ", label_dims[0],
-                                    " labels (images in ", images.string(), ")"),
+                     advgan::detail::concat(image_dims[0], " images but ", label_dims[0],
+                                            " labels (images in ", images.string(), ")"),
                      4);
   }
   result.count = image_dims[0];
@@ -335,9 +344,9 @@ inline labelled_images fashion_mnist(
     split part, const std::filesystem::path& dir = "/usr/share/datasets/fashion-mnist") {
   const std::string prefix = part == split::train ? "train" : "t10k";
   const std::filesystem::path images =
-      detail::find_dataset_file(dir, prefix + "-images-idx3-ubyte");
+      advgan::detail::find_dataset_file(dir, prefix + "-images-idx3-ubyte");
   const std::filesystem::path labels =
-      detail::find_dataset_file(dir, prefix + "-labels-idx1-ubyte");
+      advgan::detail::find_dataset_file(dir, prefix + "-labels-idx1-ubyte");
   return load_idx_images(images, labels);
 }
 
@@ -348,9 +357,9 @@ inline labelled_images fashion_mnist(
 inline void write_idx_u8(const std::filesystem::path& path, const std::vector<std::size_t>& dims,
                          std::span<const std::uint8_t> data) {
   using advgan::detail::concat;
-  if (dims.empty() || dims.size() > detail::idx_max_ndims) {
+  if (dims.empty() || dims.size() > advgan::detail::idx_max_ndims) {
     throw argument_error(concat("write_idx_u8: ", dims.size(), " dimensions for ", path.string(),
-                                "; IDX allows 1 to ", detail::idx_max_ndims));
+                                "; IDX allows 1 to ", advgan::detail::idx_max_ndims));
   }
   std::size_t count = 1;
   bool overflow = false;
@@ -363,13 +372,13 @@ inline void write_idx_u8(const std::filesystem::path& path, const std::vector<st
     count *= dim;
   }
   if (overflow || count != data.size()) {
-    throw argument_error(concat("write_idx_u8: dimensions ", detail::idx_format_dims(dims), " for ",
-                                path.string(), " do not match the ", data.size(),
+    throw argument_error(concat("write_idx_u8: dimensions ", advgan::detail::idx_format_dims(dims),
+                                " for ", path.string(), " do not match the ", data.size(),
                                 " bytes of data"));
   }
 
   std::vector<std::uint8_t> bytes(4 + 4 * dims.size());
-  bytes[2] = detail::idx_uint8;
+  bytes[2] = advgan::detail::idx_uint8;
   bytes[3] = static_cast<std::uint8_t>(dims.size());
   for (std::size_t axis = 0; axis < dims.size(); ++axis) {
     for (std::size_t i = 0; i < 4; ++i) {
@@ -377,7 +386,7 @@ inline void write_idx_u8(const std::filesystem::path& path, const std::vector<st
     }
   }
   bytes.insert(bytes.end(), data.begin(), data.end());
-  detail::write_bytes_atomically(path, bytes);
+  io::write_file_atomically(path, std::as_bytes(std::span<const std::uint8_t>(bytes)));
 }
 
 }  // namespace advgan::data
