@@ -1,0 +1,11 @@
+#pragma once
+// Every adversarial objective of advgan, and the element-wise functions
+// they are built from.
+
+#include "advgan/objectives/hinge.hpp"
+#include "advgan/objectives/least_squares.hpp"
+#include "advgan/objectives/minimax.hpp"
+#include "advgan/objectives/non_saturating.hpp"
+#include "advgan/objectives/objective.hpp"
+#include "advgan/objectives/softplus.hpp"
+#include "advgan/objectives/wasserstein.hpp"

@@ -1,0 +1,176 @@
+#pragma once
+// adam<T> and adamw<T>: Adam with L2 weight decay added to the gradient, as
+// torch.optim.Adam, and Adam with decoupled weight decay, as
+// torch.optim.AdamW. Both optionally use AMSGrad.
+//
+// Each step follows PyTorch 1.13's single-tensor implementation, operation by
+// operation in the parameter type, with the scalar factors (step size and
+// bias corrections) computed in double as Python computes them:
+//   t += 1
+//   adamw only: p *= 1 - lr * weight_decay
+//   adam only:  g += weight_decay * p
+//   m = beta1 * m + (1 - beta1) * g
+//   v = beta2 * v + (1 - beta2) * g * g
+//   amsgrad:    v_max = max(v_max, v), and v_max replaces v below
+//   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+#include <algorithm>    // std::max
+#include <cmath>        // std::pow, std::sqrt
+#include <concepts>     // std::floating_point
+#include <cstddef>      // std::size_t
+#include <cstdint>      // std::int64_t
+#include <span>         // std::span
+#include <type_traits>  // std::is_same_v
+#include <vector>       // std::vector
+
+#include "advgan/optim/optimizer.hpp"
+
+namespace advgan {
+
+/// Options of adam<T>, with torch.optim.Adam's defaults. Weight decay is
+/// L2 regularization: weight_decay * p is added to the gradient.
+struct adam_options {
+  static constexpr const char* optimizer_name = "adam";
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  bool amsgrad = false;
+};
+
+/// Options of adamw<T>, with torch.optim.AdamW's defaults. Weight decay is
+/// decoupled: p is scaled by 1 - lr * weight_decay before the Adam update.
+struct adamw_options {
+  static constexpr const char* optimizer_name = "adamw";
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+  bool amsgrad = false;
+};
+
+namespace detail {
+
+/// The algorithm shared by adam and adamw. Options selects the kind of
+/// weight decay.
+template <std::floating_point T, class Options>
+class adam_algorithm {
+ public:
+  using scalar = T;
+  using options_type = Options;
+  static constexpr bool decoupled_weight_decay = std::is_same_v<Options, adamw_options>;
+
+  /// Allocates zeroed moments for `count` parameters. Throws argument_error
+  /// for an option out of range.
+  adam_algorithm(std::size_t count, const Options& options)
+      : options_(options),
+        exp_avg_(count, T(0)),
+        exp_avg_sq_(count, T(0)),
+        max_exp_avg_sq_(options.amsgrad ? count : 0, T(0)) {
+    const char* name = Options::optimizer_name;
+    check_learning_rate(name, options.lr);
+    check_option(options.beta1 >= 0 && options.beta1 < 1, name, "beta1", options.beta1,
+                 "a value in [0, 1)");
+    check_option(options.beta2 >= 0 && options.beta2 < 1, name, "beta2", options.beta2,
+                 "a value in [0, 1)");
+    check_option(options.eps >= 0, name, "eps", options.eps, "a value >= 0");
+    check_option(options.weight_decay >= 0, name, "weight_decay", options.weight_decay,
+                 "a value >= 0");
+  }
+
+  /// Applies one update to params from grads. Both contain parameter_count()
+  /// values.
+  void step(std::span<T> params, std::span<const T> grads) {
+    check_step_sizes(Options::optimizer_name, exp_avg_.size(), params, grads);
+    ++step_;
+    const auto t = static_cast<double>(step_);
+    const double bias_correction1 = 1 - std::pow(options_.beta1, t);
+    const double bias_correction2 = 1 - std::pow(options_.beta2, t);
+
+    const T beta1 = static_cast<T>(options_.beta1);
+    const T beta2 = static_cast<T>(options_.beta2);
+    const T one_minus_beta1 = static_cast<T>(1 - options_.beta1);
+    const T one_minus_beta2 = static_cast<T>(1 - options_.beta2);
+    const T weight_decay = static_cast<T>(options_.weight_decay);
+    const T decay_factor = static_cast<T>(1 - options_.lr * options_.weight_decay);
+    const bool decay = options_.weight_decay != 0;
+    const T negative_step_size = static_cast<T>(-(options_.lr / bias_correction1));
+    const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+    const T eps = static_cast<T>(options_.eps);
+    const bool amsgrad = options_.amsgrad;
+
+    T* p = params.data();
+    const T* g = grads.data();
+    T* m = exp_avg_.data();
+    T* v = exp_avg_sq_.data();
+    T* v_max = max_exp_avg_sq_.data();
+    for_each_element(params.size(), [=](std::size_t i) {
+      T grad = g[i];
+      if constexpr (decoupled_weight_decay) {
+        p[i] = p[i] * decay_factor;
+      } else {
+        if (decay) grad = grad + weight_decay * p[i];
+      }
+      m[i] = m[i] * beta1 + one_minus_beta1 * grad;
+      v[i] = v[i] * beta2 + one_minus_beta2 * grad * grad;
+      T second_moment = v[i];
+      if (amsgrad) {
+        v_max[i] = std::max(v_max[i], v[i]);
+        second_moment = v_max[i];
+      }
+      const T denom = std::sqrt(second_moment) / bias_correction2_sqrt + eps;
+      p[i] = p[i] + negative_step_size * m[i] / denom;
+    });
+  }
+
+  /// Calls visitor("step", int64&), then visitor(name, span) for "exp_avg",
+  /// "exp_avg_sq" and, with amsgrad, "max_exp_avg_sq".
+  template <class Visitor>
+  void visit_state(Visitor&& visitor) {
+    visitor("step", step_);
+    visitor("exp_avg", std::span<T>(exp_avg_));
+    visitor("exp_avg_sq", std::span<T>(exp_avg_sq_));
+    if (options_.amsgrad) visitor("max_exp_avg_sq", std::span<T>(max_exp_avg_sq_));
+  }
+
+  double learning_rate() const { return options_.lr; }
+  void set_learning_rate(double lr) {
+    check_learning_rate(Options::optimizer_name, lr);
+    options_.lr = lr;
+  }
+
+  const Options& options() const { return options_; }
+  std::int64_t step_count() const { return step_; }
+  std::size_t parameter_count() const { return exp_avg_.size(); }
+
+ private:
+  Options options_;
+  std::int64_t step_ = 0;
+  std::vector<T> exp_avg_;
+  std::vector<T> exp_avg_sq_;
+  std::vector<T> max_exp_avg_sq_;  // empty unless amsgrad
+};
+
+}  // namespace detail
+
+/// Adam with L2 weight decay, as torch.optim.Adam.
+/// @tparam T  float or double, the parameter type
+template <std::floating_point T>
+class adam : public detail::adam_algorithm<T, adam_options> {
+ public:
+  explicit adam(std::size_t count, const adam_options& options = {})
+      : detail::adam_algorithm<T, adam_options>(count, options) {}
+};
+
+/// Adam with decoupled weight decay, as torch.optim.AdamW.
+/// @tparam T  float or double, the parameter type
+template <std::floating_point T>
+class adamw : public detail::adam_algorithm<T, adamw_options> {
+ public:
+  explicit adamw(std::size_t count, const adamw_options& options = {})
+      : detail::adam_algorithm<T, adamw_options>(count, options) {}
+};
+
+}  // namespace advgan
