@@ -154,6 +154,14 @@ struct sequential {
                                            Specs...>::type;
 };
 
+/// Where a non-finite value sits: the layer index, the flat index in that
+/// layer's output, and the value.
+struct non_finite_location {
+  std::size_t layer;
+  std::size_t index;
+  double value;
+};
+
 template <class T>
 inline constexpr bool is_sequential_v = false;
 template <class Input, class... Specs>
@@ -273,6 +281,18 @@ class model {
   template <std::size_t Index>
   auto& layer() {
     return std::get<Index>(layers_);
+  }
+
+  /// Finds the first layer whose last output holds a NaN or infinity, so an
+  /// error can name where a non-finite value first appeared. Returns
+  /// layer_count when every output is finite.
+  non_finite_location first_non_finite_activation() const {
+    for (std::size_t i = 0; i < layer_count; ++i) {
+      const std::size_t n = Backend::size(activations_[i]);
+      const std::size_t at = Backend::first_non_finite(Backend::data(activations_[i]), n);
+      if (at < n) return {i, at, static_cast<double>(Backend::data(activations_[i])[at])};
+    }
+    return {layer_count, 0, 0.0};
   }
 
   /// Returns the kind of the layer at index, as "conv2d".

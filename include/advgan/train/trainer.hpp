@@ -1,0 +1,420 @@
+#pragma once
+// gan_trainer: the adversarial training loop for one generator and one
+// discriminator on one backend.
+//
+// One call to step(real) is one discriminator update and, every n_critic
+// discriminator updates, one generator update, in the order of PyTorch's
+// DCGAN example:
+//   1. D on the real batch; 2. G on fresh noise; 3. D on the fake batch,
+//   detached from G; 4. D optimizer step; 5. D on the same fake batch, now
+//   for G's loss, backpropagated through D without D's parameter gradients
+//   and then through G; 6. G optimizer step.
+
+#include <cstddef>     // std::size_t
+#include <cstdint>     // std::int64_t, std::uint64_t
+#include <filesystem>  // std::filesystem::path
+#include <functional>  // std::function
+#include <span>        // std::span
+#include <string>      // std::string
+
+#include "advgan/compose/gan.hpp"
+#include "advgan/core/error.hpp"
+#include "advgan/core/philox.hpp"
+#include "advgan/io/safetensors.hpp"
+#include "advgan/objectives.hpp"
+#include "advgan/optim.hpp"
+#include "advgan/train/model_state.hpp"
+
+namespace advgan {
+
+/// Settings of gan_trainer, with the DCGAN paper's values as defaults.
+struct trainer_options {
+  std::uint64_t seed = 0;
+  /// Discriminator updates per generator update (5 for WGAN).
+  std::size_t n_critic = 1;
+  adam_options generator_optimizer{2e-4, 0.5, 0.999};
+  adam_options discriminator_optimizer{2e-4, 0.5, 0.999};
+  /// Decay of the generator's exponential moving average.
+  double ema_decay = 0.999;
+  init_scheme init = init_scheme::dcgan;
+  /// Samples in the fixed noise batch used for sample grids.
+  std::size_t sample_count = 64;
+};
+
+/// What one call to step() did.
+struct step_record {
+  std::int64_t iteration = 0;
+  double discriminator_loss = 0;
+  double generator_loss = 0;  // of the last generator update
+  /// Mean sigmoid of the discriminator's logits on the real and fake
+  /// batches, D(x) and D(G(z)) in the DCGAN paper's notation.
+  double real_score = 0;
+  double fake_score = 0;
+  bool generator_updated = false;
+};
+
+template <class Generator, class Discriminator, class Objective, class Backend>
+  requires objective<Objective>
+class gan_trainer {
+  static_assert(gan_pair<Generator, Discriminator>::fits);
+
+ public:
+  using scalar = typename Backend::scalar;
+  using tensor = typename Backend::tensor;
+  using generator_model = model<Generator, Backend>;
+  using discriminator_model = model<Discriminator, Backend>;
+  using latent_shape = typename Generator::input_shape;
+  using sample_shape = typename Generator::output_shape;
+
+  static constexpr const char* checkpoint_format = "advgan.checkpoint";
+  static constexpr const char* checkpoint_version = "1";
+
+  explicit gan_trainer(const trainer_options& options = {})
+      : options_(options),
+        generator_(options.seed, options.init),
+        discriminator_(options.seed + 1, options.init),
+        generator_optimizer_(generator_model::parameter_count, options.generator_optimizer),
+        discriminator_optimizer_(discriminator_model::parameter_count,
+                                 options.discriminator_optimizer),
+        average_(std::span<const scalar>(generator_.parameters(), generator_model::parameter_count),
+                 options.ema_decay),
+        noise_(options.seed, 1),
+        layer_noise_(options.seed, 2) {
+    if (options.n_critic == 0) throw argument_error("trainer: n_critic must be >= 1, got 0");
+    if (options.sample_count == 0) throw argument_error("trainer: sample_count must be >= 1");
+    philox fixed(options.seed, 3);
+    Backend::resize(fixed_noise_, options.sample_count, latent_shape::channels,
+                    latent_shape::height, latent_shape::width);
+    Backend::fill_normal(Backend::data(fixed_noise_), Backend::size(fixed_noise_), fixed, 0, 1);
+  }
+
+  /// Runs one discriminator update on `real` (N samples of sample_shape,
+  /// NCHW) and, every n_critic calls, one generator update.
+  step_record step(const tensor& real) {
+    const std::size_t batch = Backend::shape(real)[0];
+    check_finite_input(real);
+    step_record record;
+    record.iteration = ++iteration_;
+    discriminator_step(real, batch, record);
+    if (++critic_steps_ % options_.n_critic == 0) {
+      generator_step(batch, record);
+      record.generator_updated = true;
+    }
+    record.generator_loss = last_generator_loss_;
+    return record;
+  }
+
+  /// Generates images from the fixed noise batch with the averaged
+  /// generator weights, in evaluation mode, into `out`.
+  void sample_fixed(tensor& out, bool use_average = true) { generate(fixed_noise_, out, use_average); }
+
+  /// Generates from `latent` in evaluation mode into `out`.
+  void generate(const tensor& latent, tensor& out, bool use_average = true) {
+    const bool was_training = generator_.training();
+    generator_.eval();
+    auto run = [&] { out = generator_.forward(latent); };
+    if (use_average) {
+      auto applied = average_.apply(generator_parameters());
+      run();
+    } else {
+      run();
+    }
+    generator_.train(was_training);
+  }
+
+  /// Writes the whole training state to `path` atomically: both models,
+  /// both optimizers, the generator average, the generators' positions and
+  /// the iteration. `extra` adds caller state (a data position) as int64.
+  void save_checkpoint(const std::filesystem::path& path,
+                       const std::map<std::string, std::int64_t>& extra = {}) {
+    io::safetensors file;
+    file.set_metadata("format", checkpoint_format);
+    file.set_metadata("version", checkpoint_version);
+    store_model(file, "generator.", generator_);
+    store_model(file, "discriminator.", discriminator_);
+    store_optimizer(file, "generator_optimizer.", generator_optimizer_);
+    store_optimizer(file, "discriminator_optimizer.", discriminator_optimizer_);
+    store_optimizer(file, "generator_ema.", average_);
+    const std::int64_t counters[] = {iteration_, static_cast<std::int64_t>(critic_steps_),
+                                     static_cast<std::int64_t>(noise_.offset()),
+                                     static_cast<std::int64_t>(layer_noise_.offset())};
+    file.add<std::int64_t>("trainer.counters", {4}, counters);
+    file.add<double>("trainer.last_generator_loss", {}, std::span<const double>(&last_generator_loss_, 1));
+    for (const auto& [name, value] : extra)
+      file.add<std::int64_t>("extra." + name, {}, std::span<const std::int64_t>(&value, 1));
+    file.save(path);
+  }
+
+  /// Restores the state written by save_checkpoint. Every tensor is checked
+  /// before anything changes, and a checkpoint without optimizer state is
+  /// rejected rather than resumed with cold optimizers.
+  std::map<std::string, std::int64_t> load_checkpoint(const std::filesystem::path& path) {
+    const io::safetensors file = io::safetensors::load(path);
+    check_checkpoint_format(file);
+    check_model(file, "generator.", generator_);
+    check_model(file, "discriminator.", discriminator_);
+    check_optimizer(file, "generator_optimizer.", generator_optimizer_);
+    check_optimizer(file, "discriminator_optimizer.", discriminator_optimizer_);
+    check_optimizer(file, "generator_ema.", average_);
+    detail::check_tensor_shape(file, "trainer.counters", {4});
+    detail::check_tensor_shape(file, "trainer.last_generator_loss", {});
+
+    load_model(file, "generator.", generator_);
+    load_model(file, "discriminator.", discriminator_);
+    load_optimizer(file, "generator_optimizer.", generator_optimizer_);
+    load_optimizer(file, "discriminator_optimizer.", discriminator_optimizer_);
+    load_optimizer(file, "generator_ema.", average_);
+    std::int64_t counters[4];
+    file.read_into<std::int64_t>("trainer.counters", {4}, counters);
+    file.read_into<double>("trainer.last_generator_loss", {},
+                           std::span<double>(&last_generator_loss_, 1));
+    iteration_ = counters[0];
+    critic_steps_ = static_cast<std::size_t>(counters[1]);
+    noise_.seek(static_cast<std::uint64_t>(counters[2]));
+    layer_noise_.seek(static_cast<std::uint64_t>(counters[3]));
+
+    std::map<std::string, std::int64_t> extra;
+    for (const std::string& name : file.names()) {
+      if (name.rfind("extra.", 0) != 0) continue;
+      std::int64_t value = 0;
+      file.read_into<std::int64_t>(name, {}, std::span<std::int64_t>(&value, 1));
+      extra[name.substr(6)] = value;
+    }
+    return extra;
+  }
+
+  /// Writes the generator alone, with the averaged weights when
+  /// `use_average`, as a safetensors file with PyTorch's state_dict names.
+  void save_generator(const std::filesystem::path& path, bool use_average = true) {
+    const std::map<std::string, std::string> metadata{
+        {"format", "advgan.generator"},
+        {"latent_shape", detail::concat(latent_shape::channels, ",", latent_shape::height, ",",
+                                        latent_shape::width)},
+        {"sample_shape", detail::concat(sample_shape::channels, ",", sample_shape::height, ",",
+                                        sample_shape::width)}};
+    if (!use_average) {
+      save_model(path, generator_, metadata);
+      return;
+    }
+    auto applied = average_.apply(generator_parameters());
+    save_model(path, generator_, metadata);
+  }
+
+  generator_model& generator() { return generator_; }
+  discriminator_model& discriminator() { return discriminator_; }
+  adam<scalar>& generator_optimizer() { return generator_optimizer_; }
+  adam<scalar>& discriminator_optimizer() { return discriminator_optimizer_; }
+  ema<scalar>& generator_average() { return average_; }
+  std::int64_t iteration() const { return iteration_; }
+  const trainer_options& options() const { return options_; }
+
+ private:
+  std::span<scalar> generator_parameters() {
+    return {generator_.parameters(), generator_model::parameter_count};
+  }
+
+  void check_finite_input(const tensor& real) {
+    const std::size_t at = Backend::first_non_finite(Backend::data(real), Backend::size(real));
+    if (at < Backend::size(real))
+      throw numeric_error("input batch", iteration_ + 1, "real samples", at,
+                          static_cast<double>(Backend::data(real)[at]));
+  }
+
+  /// Throws numeric_error naming the first layer of `m` whose output is not
+  /// finite, if any.
+  template <class Model>
+  void check_finite_activations(Model& m, const char* model_name, const char* pass) {
+    const std::size_t n = Backend::size(m.output());
+    if (Backend::first_non_finite(Backend::data(m.output()), n) == n) return;
+    const non_finite_location where = m.first_non_finite_activation();
+    throw numeric_error(detail::concat(model_name, " layer ", where.layer, " (",
+                                       Model::layer_kind(where.layer), ")"),
+                        iteration_, detail::concat("output on the ", pass), where.index,
+                        where.value);
+  }
+
+  /// Throws numeric_error naming the first parameter of `m` whose gradient
+  /// is not finite, if any.
+  template <class Model>
+  void check_finite_gradients(Model& m, const char* model_name) {
+    const std::size_t count = Model::parameter_count;
+    if (Backend::first_non_finite(m.gradients(), count) == count) return;
+    m.visit_parameters([&](const std::string& name, scalar*, scalar* grad,
+                           const parameter_spec& spec) {
+      const std::size_t at = Backend::first_non_finite(grad, spec.size());
+      if (at < spec.size())
+        throw numeric_error(detail::concat(model_name, " parameter ", name), iteration_,
+                            "gradient", at, static_cast<double>(grad[at]));
+    });
+  }
+
+  static void check_finite_loss(double loss, const char* which, std::int64_t iteration) {
+    if (!std::isfinite(loss)) throw numeric_error(which, iteration, "loss", 0, loss);
+  }
+
+  static double mean_sigmoid(const tensor& logits) {
+    double total = 0;
+    const scalar* x = Backend::data(logits);
+    for (std::size_t i = 0; i < Backend::size(logits); ++i)
+      total += activation::sigmoid_function::value(static_cast<double>(x[i]));
+    return total / static_cast<double>(Backend::size(logits));
+  }
+
+  void draw_noise(std::size_t batch) {
+    Backend::resize(latent_, batch, latent_shape::channels, latent_shape::height,
+                    latent_shape::width);
+    Backend::fill_normal(Backend::data(latent_), Backend::size(latent_), noise_, 0, 1);
+  }
+
+  void discriminator_step(const tensor& real, std::size_t batch, step_record& record) {
+    discriminator_.train();
+    generator_.train();
+    discriminator_.zero_grad();
+
+    // 1. The real batch. The objectives here are sums of a real and a fake
+    // term, so the real term's gradient does not depend on the fake logits
+    // and can be backpropagated before the fake pass overwrites D's cache.
+    real_logits_ = discriminator_.forward(real, &layer_noise_);
+    check_finite_activations(discriminator_, "discriminator", "real batch");
+    Backend::resize(real_grad_, Backend::shape(real_logits_));
+    Backend::resize(fake_grad_, Backend::shape(real_logits_));
+    Backend::fill(Backend::data(fake_logits_scratch()), batch, scalar(0));
+    Objective::discriminator_loss(logits_span(real_logits_), logits_span(fake_logits_),
+                                  grad_span(real_grad_), grad_span(fake_grad_));
+    discriminator_.backward(real_grad_, nullptr);
+
+    // 2-3. A fake batch from fresh noise, detached from the generator.
+    draw_noise(batch);
+    const tensor& fake = generator_.forward(latent_, &layer_noise_);
+    check_finite_activations(generator_, "generator", "noise batch");
+    fake_logits_ = discriminator_.forward(fake, &layer_noise_);
+    check_finite_activations(discriminator_, "discriminator", "fake batch");
+    const double loss =
+        Objective::discriminator_loss(logits_span(real_logits_), logits_span(fake_logits_),
+                                      grad_span(real_grad_), grad_span(fake_grad_));
+    check_finite_loss(loss, "discriminator", iteration_);
+    discriminator_.backward(fake_grad_, nullptr);
+    check_finite_gradients(discriminator_, "discriminator");
+
+    // 4. The update.
+    discriminator_optimizer_.step(
+        {discriminator_.parameters(), discriminator_model::parameter_count},
+        {discriminator_.gradients(), discriminator_model::parameter_count});
+    record.discriminator_loss = loss;
+    record.real_score = mean_sigmoid(real_logits_);
+    record.fake_score = mean_sigmoid(fake_logits_);
+  }
+
+  void generator_step(std::size_t batch, step_record&) {
+    (void)batch;
+    generator_.zero_grad();
+    // 5. D on the same fake batch, now updated, for the generator's loss.
+    // The generator's activations still hold the fake batch of step 2.
+    const tensor& fake = generator_.output();
+    const tensor& logits = discriminator_.forward(fake, &layer_noise_);
+    check_finite_activations(discriminator_, "discriminator", "generator step");
+    const double loss = Objective::generator_loss(logits_span(logits), grad_span(fake_grad_));
+    check_finite_loss(loss, "generator", iteration_);
+    discriminator_.backward(fake_grad_, &sample_grad_, backward_context{false});
+    generator_.backward(sample_grad_, nullptr);
+    check_finite_gradients(generator_, "generator");
+
+    // 6. The update, then the running average of the generator's weights.
+    generator_optimizer_.step({generator_.parameters(), generator_model::parameter_count},
+                              {generator_.gradients(), generator_model::parameter_count});
+    average_.update(std::span<const scalar>(generator_.parameters(),
+                                            generator_model::parameter_count));
+    last_generator_loss_ = loss;
+  }
+
+  tensor& fake_logits_scratch() {
+    Backend::resize(fake_logits_, Backend::shape(real_logits_));
+    return fake_logits_;
+  }
+  static std::span<const scalar> logits_span(const tensor& t) {
+    return {Backend::data(t), Backend::size(t)};
+  }
+  static std::span<scalar> grad_span(tensor& t) { return {Backend::data(t), Backend::size(t)}; }
+
+  void check_checkpoint_format(const io::safetensors& file) const {
+    const auto& metadata = file.metadata();
+    const auto format = metadata.find("format");
+    if (format == metadata.end() || format->second != checkpoint_format)
+      throw file_error(file.source(), "__metadata__.format",
+                       detail::concat("not an advgan checkpoint (expected format \"",
+                                      checkpoint_format, "\")"));
+    const auto version = metadata.find("version");
+    if (version == metadata.end() || version->second != checkpoint_version)
+      throw file_error(file.source(), "__metadata__.version",
+                       detail::concat("unsupported checkpoint version \"",
+                                      version == metadata.end() ? "" : version->second,
+                                      "\"; this build reads version ", checkpoint_version));
+  }
+
+  template <class Optimizer>
+  static void store_optimizer(io::safetensors& file, const std::string& prefix, Optimizer& o) {
+    o.visit_state(optimizer_state_store{file, prefix});
+  }
+  template <class Optimizer>
+  static void check_optimizer(const io::safetensors& file, const std::string& prefix,
+                              Optimizer& o) {
+    o.visit_state(optimizer_state_check{file, prefix});
+  }
+  template <class Optimizer>
+  static void load_optimizer(const io::safetensors& file, const std::string& prefix,
+                             Optimizer& o) {
+    o.visit_state(optimizer_state_load{file, prefix});
+  }
+
+  struct optimizer_state_store {
+    io::safetensors& file;
+    const std::string& prefix;
+    void operator()(const std::string& name, std::span<scalar> values) const {
+      file.add<scalar>(prefix + name, {values.size()}, std::span<const scalar>(values));
+    }
+    void operator()(const std::string& name, std::int64_t& counter) const {
+      file.add<std::int64_t>(prefix + name, {}, std::span<const std::int64_t>(&counter, 1));
+    }
+  };
+  struct optimizer_state_check {
+    const io::safetensors& file;
+    const std::string& prefix;
+    void operator()(const std::string& name, std::span<scalar> values) const {
+      detail::check_tensor_shape(file, prefix + name, {values.size()});
+    }
+    void operator()(const std::string& name, std::int64_t&) const {
+      detail::check_tensor_shape(file, prefix + name, {});
+    }
+  };
+  struct optimizer_state_load {
+    const io::safetensors& file;
+    const std::string& prefix;
+    void operator()(const std::string& name, std::span<scalar> values) const {
+      file.read_into<scalar>(prefix + name, {values.size()}, values);
+    }
+    void operator()(const std::string& name, std::int64_t& counter) const {
+      file.read_into<std::int64_t>(prefix + name, {}, std::span<std::int64_t>(&counter, 1));
+    }
+  };
+
+  trainer_options options_;
+  generator_model generator_;
+  discriminator_model discriminator_;
+  adam<scalar> generator_optimizer_;
+  adam<scalar> discriminator_optimizer_;
+  ema<scalar> average_;
+  philox noise_;        // latent samples
+  philox layer_noise_;  // stochastic layers such as dropout
+  tensor fixed_noise_;
+  tensor latent_;
+  tensor real_logits_;
+  tensor fake_logits_;
+  tensor real_grad_;
+  tensor fake_grad_;
+  tensor sample_grad_;
+  std::int64_t iteration_ = 0;
+  std::size_t critic_steps_ = 0;
+  double last_generator_loss_ = 0;
+};
+
+}  // namespace advgan
