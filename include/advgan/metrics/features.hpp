@@ -11,8 +11,8 @@
 #include <utility>      // std::move
 #include <vector>       // std::vector
 
-#include <xtensor-blas/xblas.hpp>
-#include <xtensor/xadapt.hpp>
+#include <xtensor-blas/xblas.hpp>  // xt::blas::gemm, cxxblas::syrk
+#include <xtensor/xadapt.hpp>      // xt::adapt
 
 #include "advgan/core/error.hpp"
 
@@ -31,8 +31,8 @@ struct feature_matrix {
   feature_matrix(std::size_t row_count, std::size_t col_count)
       : rows(row_count), cols(col_count), values(row_count * col_count) {}
 
-  /// Takes `data` in row-major order. Throws shape_error unless it holds
-  /// row_count * col_count values.
+  /// Takes `data` in row-major order. Throws shape_error unless `data`
+  /// contains row_count * col_count values.
   feature_matrix(std::size_t row_count, std::size_t col_count, std::vector<double> data)
       : rows(row_count), cols(col_count), values(std::move(data)) {
     if (values.size() != rows * cols) {
@@ -91,8 +91,9 @@ inline void check_blas_size(std::size_t size, std::string_view what) {
 inline void gemm_row_major(const double* a, std::size_t a_rows, std::size_t a_cols,
                            bool transpose_a, const double* b, std::size_t b_rows,
                            std::size_t b_cols, bool transpose_b, double* out) {
-  for (const std::size_t size : {a_rows, a_cols, b_rows, b_cols})
+  for (const std::size_t size : {a_rows, a_cols, b_rows, b_cols}) {
     check_blas_size(size, "gemm size");
+  }
   const std::size_t out_rows = transpose_a ? a_cols : a_rows;
   const std::size_t out_cols = transpose_b ? b_rows : b_cols;
   auto a_view =
@@ -102,6 +103,20 @@ inline void gemm_row_major(const double* a, std::size_t a_rows, std::size_t a_co
   auto out_view = xt::adapt(out, out_rows * out_cols, xt::no_ownership(),
                             std::array<std::size_t, 2>{out_rows, out_cols});
   xt::blas::gemm(a_view, b_view, out_view, transpose_a, transpose_b);
+}
+
+// Computes the upper triangle (j >= i) of out = op(a) * op(a)^T by one BLAS
+// syrk on a row-major a_rows x a_cols buffer, where op transposes when
+// `transpose` is set; the strict lower triangle of out is left unchanged.
+inline void syrk_upper_row_major(const double* a, std::size_t a_rows, std::size_t a_cols,
+                                 bool transpose, double* out) {
+  check_blas_size(a_rows, "syrk size");
+  check_blas_size(a_cols, "syrk size");
+  const auto n = static_cast<int>(transpose ? a_cols : a_rows);
+  const auto k = static_cast<int>(transpose ? a_rows : a_cols);
+  cxxblas::syrk<int>(cxxblas::StorageOrder::RowMajor, cxxblas::StorageUpLo::Upper,
+                     transpose ? cxxblas::Transpose::Trans : cxxblas::Transpose::NoTrans, n, k, 1.0,
+                     a, static_cast<int>(a_cols), 0.0, out, n);
 }
 
 }  // namespace detail
