@@ -8,17 +8,29 @@
 
 namespace advgan {
 
+/// Concepts for the roles in a GAN. They live in their own namespace
+/// because user code that says `using namespace advgan;` naturally names
+/// its own types `generator` and `discriminator`, and advgan::model is the
+/// class template that binds a spec to a backend.
+namespace concepts {
+
 /// A model spec: sequential<input<...>, layers...> whose layers fit together.
 template <class Spec>
-concept model_spec = is_sequential_v<Spec> && Spec::chain::valid;
+concept model = is_sequential_v<Spec> && Spec::chain::valid;
 
 /// A model spec that maps a latent sample to a generated one.
 template <class Spec>
-concept generator = model_spec<Spec>;
+concept generator = model<Spec>;
 
 /// A model spec that maps a sample to one logit.
 template <class Spec>
-concept discriminator = model_spec<Spec> && Spec::output_shape::size == 1;
+concept discriminator = model<Spec> && Spec::output_shape::size == 1;
+
+/// A bound layer (see layers/layer.hpp for the contract).
+template <class Layer>
+concept layer = advgan::layer<Layer>;
+
+}  // namespace concepts
 
 namespace detail {
 
@@ -48,8 +60,8 @@ struct check_discriminator_output {
 /// a pair that does not fit is a compile error that shows both shapes.
 template <class Generator, class Discriminator>
 struct gan_pair {
-  static_assert(model_spec<Generator>, "advgan: the generator must be a sequential model");
-  static_assert(model_spec<Discriminator>,
+  static_assert(concepts::model<Generator>, "advgan: the generator must be a sequential model");
+  static_assert(concepts::model<Discriminator>,
                 "advgan: the discriminator must be a sequential model");
   static constexpr bool fits =
       detail::check_generator_fits_discriminator<typename Generator::output_shape,
