@@ -2,6 +2,7 @@
 // Formats training progress as text. The library never prints; examples
 // and applications pass these strings to a terminal or a log.
 
+#include <algorithm>  // std::clamp
 #include <chrono>   // std::chrono::steady_clock
 #include <cmath>    // std::isfinite
 #include <cstdint>  // std::int64_t
@@ -38,10 +39,10 @@ class progress_meter {
         per_second > 0 ? static_cast<double>(total_ - record.iteration) / per_second : 0.0;
     std::string text;
     if (bar) {
-      constexpr int width = 24;
-      const int filled = total_ > 0 ? static_cast<int>(width * record.iteration / total_) : 0;
-      text = "[" + std::string(static_cast<std::size_t>(filled), '#') +
-             std::string(static_cast<std::size_t>(width - filled), '.') + "] ";
+      constexpr std::size_t width = 24;
+      const std::int64_t done = std::clamp<std::int64_t>(record.iteration, 0, total_);
+      const auto filled = static_cast<std::size_t>(total_ > 0 ? width * done / total_ : 0);
+      text.append(1, '[').append(filled, '#').append(width - filled, '.').append("] ");
     }
     char buffer[200];
     std::snprintf(buffer, sizeof buffer,
