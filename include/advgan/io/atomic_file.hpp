@@ -29,7 +29,7 @@ inline std::string errno_text(int code) {
 }
 
 // Returns a temporary name beside `path` that no other thread or live process
-// uses: the process id tells processes apart, a counter tells threads apart.
+// uses, because it contains the process id and a per-process counter.
 inline std::filesystem::path temporary_path_for(const std::filesystem::path& path,
                                                 const std::filesystem::path& folder) {
   static std::atomic<unsigned long> counter{0};
@@ -129,10 +129,12 @@ inline bool sync_folder(const std::filesystem::path& folder) {
 inline void write_file_atomically(const std::filesystem::path& path,
                                   std::span<const std::byte> bytes) {
   const std::string name = path.string();
-  auto fail = [&](const std::string& step, int code) {
-    throw file_error(name, "", advgan::detail::concat(step, ": ", detail::errno_text(code)));
+  // Throws file_error for a failed step. The errno value comes first, so it
+  // is read before any argument could allocate and overwrite it.
+  auto fail = [&](int code, const auto&... step) {
+    throw file_error(name, "", advgan::detail::concat(step..., ": ", detail::errno_text(code)));
   };
-  if (!path.has_filename()) throw file_error(name, "", "path names no file");
+  if (!path.has_filename()) throw file_error(name, "", "path has no file name");
 
   std::filesystem::path folder = path.parent_path();
   if (folder.empty()) folder = ".";
@@ -140,24 +142,20 @@ inline void write_file_atomically(const std::filesystem::path& path,
   struct stat target_status {};
   const bool target_exists = ::stat(path.c_str(), &target_status) == 0;
   const mode_t mode = target_exists ? (target_status.st_mode & 07777) : 0666;
-  if (!temporary.open(mode))
-    fail("cannot create temporary file " + temporary.path().string(), errno);
+  if (!temporary.open(mode)) fail(errno, "cannot create temporary file ", temporary.path().c_str());
   // open() applies the umask, so the target's permission bits are set again.
   if (target_exists && ::fchmod(temporary.fd(), mode) != 0)
-    fail("cannot set permissions of " + temporary.path().string(), errno);
+    fail(errno, "cannot set permissions of ", temporary.path().c_str());
 
   const std::size_t written = detail::write_all(temporary.fd(), bytes);
-  if (written != bytes.size()) {
-    const int code = errno;
-    fail(advgan::detail::concat("write failed after ", written, " of ", bytes.size(), " bytes"),
-         code);
-  }
-  if (::fsync(temporary.fd()) != 0) fail("fsync failed", errno);
-  if (!temporary.close()) fail("close failed", errno);
+  if (written != bytes.size())
+    fail(errno, "write failed after ", written, " of ", bytes.size(), " bytes");
+  if (::fsync(temporary.fd()) != 0) fail(errno, "fsync failed");
+  if (!temporary.close()) fail(errno, "close failed");
   if (std::rename(temporary.path().c_str(), path.c_str()) != 0)
-    fail("cannot rename " + temporary.path().string() + " over the target", errno);
+    fail(errno, "cannot rename ", temporary.path().c_str(), " over the target");
   temporary.release_path();
-  if (!detail::sync_folder(folder)) fail("fsync of folder " + folder.string() + " failed", errno);
+  if (!detail::sync_folder(folder)) fail(errno, "fsync of folder ", folder.c_str(), " failed");
 }
 
 }  // namespace advgan::io
