@@ -446,7 +446,7 @@ TEST_CASE("ema swaps into parameters and back") {
   std::vector<float> exported(4);
   average.copy_to(exported);
   CHECK(exported == expected_average);
-  CHECK_THROWS_AS(average.swap(std::span<float>(exported).first(3)), argument_error);
+  CHECK_THROWS_AS(average.exchange(std::span<float>(exported).first(3)), argument_error);
 
   average.reset(params);
   CHECK(average.update_count() == 0);

@@ -65,9 +65,9 @@ class ema {
   /// Exchanges the average and params, element by element. Calling it twice
   /// restores both. update() must not run in between, because the average
   /// then contains the trained parameters.
-  void swap(std::span<T> params) {
-    check_size("swap", params.size());
-    std::swap_ranges(shadow_.begin(), shadow_.end(), params.begin());
+  void exchange(std::span<T> params) {
+    check_size("exchange", params.size());
+    exchange_unchecked(params);
   }
 
   /// Swaps the average into params until the returned guard is destroyed,
@@ -100,6 +100,12 @@ class ema {
   std::size_t parameter_count() const { return shadow_.size(); }
 
  private:
+  friend class applied_average;
+
+  void exchange_unchecked(std::span<T> params) noexcept {
+    std::swap_ranges(shadow_.begin(), shadow_.end(), params.begin());
+  }
+
   static void check_decay(double decay) {
     detail::check_option(decay >= 0 && decay <= 1, "ema", "decay", decay, "a value in [0, 1]");
   }
@@ -121,9 +127,10 @@ template <std::floating_point T>
 class ema<T>::applied_average {
  public:
   applied_average(ema& average, std::span<T> params) : average_(average), params_(params) {
-    average_.swap(params_);
+    average_.exchange(params_);
   }
-  ~applied_average() { average_.swap(params_); }
+  // The constructor checked the size, so swapping back cannot throw.
+  ~applied_average() { average_.exchange_unchecked(params_); }
 
   applied_average(const applied_average&) = delete;
   applied_average& operator=(const applied_average&) = delete;

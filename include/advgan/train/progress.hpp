@@ -4,7 +4,7 @@
 
 #include <algorithm>  // std::clamp
 #include <chrono>   // std::chrono::steady_clock
-#include <cmath>    // std::isfinite
+#include <cmath>    // std::isfinite, std::llround
 #include <cstdint>  // std::int64_t
 #include <cstdio>   // std::snprintf
 #include <string>   // std::string
@@ -56,7 +56,7 @@ class progress_meter {
   /// Formats a duration in seconds as "1h02m", "4m40s" or "12s".
   static std::string format_duration(double seconds) {
     if (!std::isfinite(seconds) || seconds < 0) return "?";
-    const auto total = static_cast<long long>(seconds + 0.5);
+    const long long total = std::llround(seconds);
     char buffer[32];
     if (total >= 3600)
       std::snprintf(buffer, sizeof buffer, "%lldh%02lldm", total / 3600, total % 3600 / 60);
