@@ -56,6 +56,11 @@ const std::set<std::string> fixture_cases = {"dense_bias",
                                              "conv_transpose2d_k4_s1_p0_from_1x1",
                                              "batch_norm_2d",
                                              "batch_norm_1d",
+                                             "layer_norm_2d",
+                                             "layer_norm_1d",
+                                             "layer_norm_no_affine",
+                                             "instance_norm",
+                                             "instance_norm_affine",
                                              "relu",
                                              "leaky_relu",
                                              "tanh",
@@ -335,6 +340,17 @@ TEST_CASE("conv_transpose2d against pytorch") {
 TEST_CASE("batch_norm against pytorch") {
   check_case<sequential<input<4, 3, 5>, batch_norm>>("batch_norm_2d");
   check_case<sequential<input<6>, batch_norm>>("batch_norm_1d");
+}
+
+TEST_CASE("layer_norm against pytorch") {
+  check_case<sequential<input<3, 4, 5>, layer_norm>>("layer_norm_2d");
+  check_case<sequential<input<6>, layer_norm>>("layer_norm_1d");
+  check_case<sequential<input<2, 3, 3>, layer_norm_with<false>>>("layer_norm_no_affine");
+}
+
+TEST_CASE("instance_norm against pytorch") {
+  check_case<sequential<input<4, 3, 5>, instance_norm>>("instance_norm");
+  check_case<sequential<input<4, 3, 5>, instance_norm_with<true>>>("instance_norm_affine");
 }
 
 TEST_CASE("activations against pytorch") {

@@ -8,10 +8,13 @@
 
 #include <omp.h>
 
-#include <algorithm>  // std::fill_n, std::copy_n
-#include <cmath>      // std::sqrt
+#include <algorithm>  // std::fill_n, std::min
+#include <cmath>      // std::isfinite, std::isnan
 #include <concepts>   // std::floating_point
-#include <cstddef>    // std::size_t
+#include <cstddef>    // std::size_t, std::ptrdiff_t
+#include <array>      // std::array
+#include <utility>    // std::index_sequence
+#include <vector>     // std::vector
 
 #include <xtensor-blas/xblas.hpp>
 #include <xtensor/xtensor.hpp>
@@ -45,6 +48,173 @@ inline int openblas_threads() {
   return openblas_get_num_threads();
 }
 
+namespace detail {
+
+/// Work (m * n * k) from which gemm splits a product across OpenMP threads.
+/// Below it the product takes a few microseconds, about what starting the
+/// threads costs.
+inline constexpr double gemm_split_work = 1 << 18;
+
+/// Whether gemm splits large products across OpenMP threads itself (true)
+/// or leaves the threading to OpenBLAS (false). The benchmarks switch it to
+/// compare the two.
+inline bool gemm_split_enabled = true;
+
+/// Element count from which the copy loops (im2col, col2im, layout
+/// changes) run on all OpenMP threads.
+inline constexpr std::size_t parallel_copy_elements = 1 << 15;
+
+/// Sets OpenBLAS to one thread for the lifetime of the object, then restores
+/// the count, for GEMMs that run on OpenMP threads.
+class openblas_single_thread {
+ public:
+  openblas_single_thread() : saved_(openblas_get_num_threads()) {
+    if (saved_ != 1) openblas_set_num_threads(1);
+  }
+  ~openblas_single_thread() {
+    if (saved_ != 1) openblas_set_num_threads(saved_);
+  }
+  openblas_single_thread(const openblas_single_thread&) = delete;
+  openblas_single_thread& operator=(const openblas_single_thread&) = delete;
+
+ private:
+  int saved_;
+};
+
+/// Phase split of an image column offset for a stride: offset = stride *
+/// shift + phase with 0 <= phase < stride.
+struct column_phase {
+  std::size_t phase;
+  std::ptrdiff_t shift;
+};
+
+constexpr column_phase phase_of(std::ptrdiff_t offset, std::size_t stride) {
+  const auto s = static_cast<std::ptrdiff_t>(stride);
+  const std::ptrdiff_t phase = (offset % s + s) % s;
+  return {static_cast<std::size_t>(phase), (offset - phase) / s};
+}
+
+/// Where kernel column j reads in an image row: output columns [first, last)
+/// read input column ox * stride + offset, which lies inside the image, and
+/// that column is entry ox + shift of column phase `phase`.
+struct column_tap {
+  std::size_t first = 0;
+  std::size_t last = 0;
+  std::ptrdiff_t offset = 0;
+  std::size_t phase = 0;
+  std::ptrdiff_t shift = 0;
+};
+
+constexpr column_tap make_tap(std::size_t width, std::size_t out_w, std::size_t stride,
+                              std::size_t padding, std::size_t j) {
+  column_tap t;
+  t.offset = static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(padding);
+  const auto signed_stride = static_cast<std::ptrdiff_t>(stride);
+  const std::size_t first =
+      t.offset >= 0 ? 0 : static_cast<std::size_t>((-t.offset + signed_stride - 1) / signed_stride);
+  const std::ptrdiff_t last_input = static_cast<std::ptrdiff_t>(width) - 1 - t.offset;
+  t.last = last_input < 0
+               ? 0
+               : std::min(out_w, static_cast<std::size_t>(last_input / signed_stride) + 1);
+  t.first = std::min(first, t.last);
+  const column_phase p = phase_of(t.offset, stride);
+  t.phase = p.phase;
+  t.shift = p.shift;
+  return t;
+}
+
+/// Sizes of a convolution over one image plane, known at run time, and
+/// which kernel taps fall inside the image. fixed_conv_geometry has the same
+/// members as compile-time constants.
+struct conv_geometry {
+  static constexpr bool fixed = false;
+  std::size_t height, width, kernel, stride, padding;
+  std::size_t out_h, out_w;
+  std::size_t area;         // out_h * out_w, the columns of one sample
+  std::size_t image;        // height * width, the values of one input plane
+  std::size_t phase_width;  // columns of one column phase: ceil(width / stride)
+
+  conv_geometry(std::size_t h, std::size_t w, std::size_t k, std::size_t s, std::size_t p)
+      : height(h),
+        width(w),
+        kernel(k),
+        stride(s),
+        padding(p),
+        out_h(size_rule::conv_size(h, k, s, p)),
+        out_w(size_rule::conv_size(w, k, s, p)),
+        area(out_h * out_w),
+        image(h * w),
+        phase_width((w + s - 1) / s) {
+    for (std::size_t j = 0; j < std::min(kernel, tabulated_taps); ++j)
+      taps_[j] = make_tap(width, out_w, stride, padding, j);
+  }
+
+  /// Input row of output row oy and kernel row i; negative or >= height in
+  /// the padding.
+  std::ptrdiff_t input_row(std::size_t oy, std::size_t i) const {
+    return static_cast<std::ptrdiff_t>(oy * stride + i) - static_cast<std::ptrdiff_t>(padding);
+  }
+
+  /// The columns that kernel column j reads; looked up for kernels up to
+  /// tabulated_taps wide, since the loops ask for it once per image row.
+  column_tap tap(std::size_t j) const {
+    return j < tabulated_taps ? taps_[j] : make_tap(width, out_w, stride, padding, j);
+  }
+
+ private:
+  static constexpr std::size_t tabulated_taps = 16;
+  std::array<column_tap, tabulated_taps> taps_{};
+};
+
+/// A convolution geometry fixed at compile time, as the layers know it, so
+/// the compiler unrolls the short loops over kernel taps and image rows.
+template <std::size_t Height, std::size_t Width, std::size_t Kernel, std::size_t Stride,
+          std::size_t Padding>
+struct fixed_conv_geometry {
+  static constexpr bool fixed = true;
+  static constexpr std::size_t height = Height, width = Width, kernel = Kernel, stride = Stride,
+                               padding = Padding;
+  static constexpr std::size_t out_h = size_rule::conv_size(Height, Kernel, Stride, Padding);
+  static constexpr std::size_t out_w = size_rule::conv_size(Width, Kernel, Stride, Padding);
+  static constexpr std::size_t area = out_h * out_w;
+  static constexpr std::size_t image = Height * Width;
+  static constexpr std::size_t phase_width = (Width + Stride - 1) / Stride;
+
+  static constexpr std::ptrdiff_t input_row(std::size_t oy, std::size_t i) {
+    return static_cast<std::ptrdiff_t>(oy * Stride + i) - static_cast<std::ptrdiff_t>(Padding);
+  }
+  static constexpr column_tap tap(std::size_t j) {
+    return make_tap(Width, out_w, Stride, Padding, j);
+  }
+};
+
+/// The column tap of kernel column J of a fixed geometry as a type, so that
+/// its members are constants inside the loops that use them.
+template <class Geometry, std::size_t J>
+struct fixed_column_tap {
+  static constexpr column_tap value = Geometry::tap(J);
+  static constexpr std::size_t first = value.first;
+  static constexpr std::size_t last = value.last;
+  static constexpr std::ptrdiff_t offset = value.offset;
+  static constexpr std::size_t phase = value.phase;
+  static constexpr std::ptrdiff_t shift = value.shift;
+};
+
+/// Calls f(j, tap) for every kernel column j; for a fixed geometry tap is a
+/// fixed_column_tap and the calls are unrolled.
+template <class Geometry, class Function>
+void for_each_column_tap(const Geometry& g, Function&& f) {
+  if constexpr (Geometry::fixed) {
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+      (f(J, fixed_column_tap<Geometry, J>{}), ...);
+    }(std::make_index_sequence<Geometry::kernel>{});
+  } else {
+    for (std::size_t j = 0; j < g.kernel; ++j) f(j, g.tap(j));
+  }
+}
+
+}  // namespace detail
+
 /// The CPU backend policy for `float` or `double`.
 template <std::floating_point Scalar>
 struct cpu {
@@ -52,6 +222,13 @@ struct cpu {
   using tensor = xt::xtensor<Scalar, 4>;
 
   static constexpr const char* name = "cpu";
+
+  /// Largest im2col matrix (and channel-major copy), in elements, that a
+  /// convolution layer lowers at once; a larger batch is processed in chunks
+  /// of samples. 4 MiB of float stays in the L3 cache between lowering it
+  /// and the GEMM that reads it, and still gives the GEMM hundreds of
+  /// columns.
+  static inline std::size_t lowering_budget = std::size_t{1} << 20;
 
   // -- Tensors ---------------------------------------------------------------
 
@@ -72,6 +249,18 @@ struct cpu {
   static const Scalar* data(const tensor& t) { return t.data(); }
 
   static void fill(Scalar* x, std::size_t n, Scalar value) { std::fill_n(x, n, value); }
+
+  /// Returns scratch memory for at least `count` values. Convolution layers
+  /// keep their im2col matrices and layout copies here, which live only
+  /// within one forward or backward call, so all layers that run on one
+  /// thread share one buffer. The buffer only grows, so once the largest
+  /// request has been seen no call allocates. The memory stays valid until
+  /// the next call on the same thread.
+  static Scalar* workspace(std::size_t count) {
+    thread_local std::vector<Scalar> buffer;
+    if (buffer.size() < count) buffer.resize(count);
+    return buffer.data();
+  }
   static void copy(const Scalar* from, std::size_t n, Scalar* to) { std::copy_n(from, n, to); }
 
   // -- Loops -----------------------------------------------------------------
@@ -89,10 +278,38 @@ struct cpu {
     for (std::ptrdiff_t i = 0; i < count; ++i) f(static_cast<std::size_t>(i));
   }
 
+  /// Calls f(begin, end) on contiguous blocks that cover [0, n), one block
+  /// per OpenMP thread, so the body can run a vectorised inner loop. Loops
+  /// shorter than `grain` run as one block on the calling thread.
+  template <class Function>
+  static void parallel_blocks(std::size_t n, Function&& f, std::size_t grain = 16384) {
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (n < grain || threads == 1) {
+      f(std::size_t{0}, n);
+      return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+      const auto parts = static_cast<std::size_t>(omp_get_num_threads());
+      const auto part = static_cast<std::size_t>(omp_get_thread_num());
+      // Blocks of whole cache lines, so two threads never write to one line.
+      const std::size_t block = (n / parts + 15) / 16 * 16;
+      const std::size_t begin = std::min(n, part * block);
+      const std::size_t end = part + 1 == parts ? n : std::min(n, begin + block);
+      if (begin < end) f(begin, end);
+    }
+  }
+
   // -- Linear algebra --------------------------------------------------------
 
   /// C = alpha * op(A) * op(B) + beta * C with row-major operands, where
   /// op(A) is m x k, op(B) is k x n and C is m x n.
+  ///
+  /// With more than one OpenMP thread and enough work, the product is split
+  /// into one block of rows or columns of C per thread, and each thread runs
+  /// OpenBLAS single-threaded on its block: all of advgan's parallel work then
+  /// runs on the one OpenMP thread pool, and OpenBLAS's own threads stay
+  /// asleep instead of spinning on the cores that the OpenMP loops use.
   static void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
                    Scalar alpha, const Scalar* a, std::size_t lda, const Scalar* b, std::size_t ldb,
                    Scalar beta, Scalar* c, std::size_t ldc) {
@@ -102,13 +319,33 @@ struct cpu {
         for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
       return;
     }
-    using index = xt::blas_index_t;
-    cxxblas::gemm<index>(cxxblas::StorageOrder::RowMajor,
-                         transpose_a ? cxxblas::Transpose::Trans : cxxblas::Transpose::NoTrans,
-                         transpose_b ? cxxblas::Transpose::Trans : cxxblas::Transpose::NoTrans,
-                         static_cast<index>(m), static_cast<index>(n), static_cast<index>(k), alpha,
-                         a, static_cast<index>(lda), b, static_cast<index>(ldb), beta, c,
-                         static_cast<index>(ldc));
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+    if (threads == 1 || work < detail::gemm_split_work || !detail::gemm_split_enabled) {
+      blas_gemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+    const detail::openblas_single_thread single_thread;
+    // Split the longer side of C, in multiples of 16 (the register block of
+    // OpenBLAS's sgemm and dgemm kernels), so each part keeps whole blocks.
+    const bool split_rows = m > n;
+    const std::size_t length = split_rows ? m : n;
+#pragma omp parallel num_threads(threads)
+    {
+      const auto parts = static_cast<std::size_t>(omp_get_num_threads());
+      const auto part = static_cast<std::size_t>(omp_get_thread_num());
+      const std::size_t block = (length / parts + 15) / 16 * 16;
+      const std::size_t begin = std::min(length, part * block);
+      const std::size_t end = part + 1 == parts ? length : std::min(length, begin + block);
+      if (begin < end && split_rows) {
+        blas_gemm(transpose_a, transpose_b, end - begin, n, k, alpha,
+                  a + (transpose_a ? begin : begin * lda), lda, b, ldb, beta, c + begin * ldc,
+                  ldc);
+      } else if (begin < end) {
+        blas_gemm(transpose_a, transpose_b, m, end - begin, k, alpha, a, lda,
+                  b + (transpose_b ? begin * ldb : begin), ldb, beta, c + begin, ldc);
+      }
+    }
   }
 
   /// Lowers one image (channels x height x width) to columns for a
@@ -116,56 +353,85 @@ struct cpu {
   /// x[c][oy * s - p + i][ox * s - p + j], or 0 where that falls in the padding.
   static void im2col(const Scalar* x, std::size_t channels, std::size_t height, std::size_t width,
                      std::size_t kernel, std::size_t stride, std::size_t padding, Scalar* col) {
-    const std::size_t out_h = size_rule::conv_size(height, kernel, stride, padding);
-    const std::size_t out_w = size_rule::conv_size(width, kernel, stride, padding);
-    for (std::size_t c = 0; c < channels; ++c)
-      for (std::size_t i = 0; i < kernel; ++i)
-        for (std::size_t j = 0; j < kernel; ++j) {
-          Scalar* row = col + ((c * kernel + i) * kernel + j) * out_h * out_w;
-          for (std::size_t oy = 0; oy < out_h; ++oy) {
-            const auto y =
-                static_cast<std::ptrdiff_t>(oy * stride + i) - static_cast<std::ptrdiff_t>(padding);
-            Scalar* out = row + oy * out_w;
-            if (y < 0 || y >= static_cast<std::ptrdiff_t>(height)) {
-              std::fill_n(out, out_w, Scalar(0));
-              continue;
-            }
-            const Scalar* in = x + (c * height + static_cast<std::size_t>(y)) * width;
-            for (std::size_t ox = 0; ox < out_w; ++ox) {
-              const auto xx = static_cast<std::ptrdiff_t>(ox * stride + j) -
-                              static_cast<std::ptrdiff_t>(padding);
-              out[ox] = (xx < 0 || xx >= static_cast<std::ptrdiff_t>(width))
-                            ? Scalar(0)
-                            : in[static_cast<std::size_t>(xx)];
-            }
-          }
-        }
+    im2col_batch(x, 1, channels, height, width, kernel, stride, padding, col);
   }
 
   /// The adjoint of im2col: adds every column entry back onto the image
   /// position it was read from (x += col2im(col)).
   static void col2im(const Scalar* col, std::size_t channels, std::size_t height, std::size_t width,
                      std::size_t kernel, std::size_t stride, std::size_t padding, Scalar* x) {
-    const std::size_t out_h = size_rule::conv_size(height, kernel, stride, padding);
-    const std::size_t out_w = size_rule::conv_size(width, kernel, stride, padding);
+    const detail::conv_geometry g(height, width, kernel, stride, padding);
     for (std::size_t c = 0; c < channels; ++c)
-      for (std::size_t i = 0; i < kernel; ++i)
-        for (std::size_t j = 0; j < kernel; ++j) {
-          const Scalar* row = col + ((c * kernel + i) * kernel + j) * out_h * out_w;
-          for (std::size_t oy = 0; oy < out_h; ++oy) {
-            const auto y =
-                static_cast<std::ptrdiff_t>(oy * stride + i) - static_cast<std::ptrdiff_t>(padding);
-            if (y < 0 || y >= static_cast<std::ptrdiff_t>(height)) continue;
-            Scalar* out = x + (c * height + static_cast<std::size_t>(y)) * width;
-            const Scalar* in = row + oy * out_w;
-            for (std::size_t ox = 0; ox < out_w; ++ox) {
-              const auto xx = static_cast<std::ptrdiff_t>(ox * stride + j) -
-                              static_cast<std::ptrdiff_t>(padding);
-              if (xx >= 0 && xx < static_cast<std::ptrdiff_t>(width))
-                out[static_cast<std::size_t>(xx)] += in[ox];
-            }
-          }
-        }
+      raise_plane(col, g.area, 0, c, g, x + c * g.image, true);
+  }
+
+  /// Lowers `count` images (each channels x height x width, NCHW) to one
+  /// matrix of channels * kernel * kernel rows, where row (c * kernel + i) *
+  /// kernel + j holds, for every sample n, output pixel (oy, ox) at column
+  /// n * oh * ow + oy * ow + ox the value x[n][c][oy * s - p + i][ox * s - p + j]
+  /// (0 in the padding). One GEMM with this matrix convolves the whole batch.
+  static void im2col_batch(const Scalar* x, std::size_t count, std::size_t channels,
+                           std::size_t height, std::size_t width, std::size_t kernel,
+                           std::size_t stride, std::size_t padding, Scalar* col) {
+    lower_batch(x, count, channels, detail::conv_geometry(height, width, kernel, stride, padding),
+                col);
+  }
+
+  /// im2col_batch for a geometry known at compile time, as a layer knows it;
+  /// the short loops over kernel taps and image rows then unroll.
+  template <std::size_t Height, std::size_t Width, std::size_t Kernel, std::size_t Stride,
+            std::size_t Padding>
+  static void im2col_batch(const Scalar* x, std::size_t count, std::size_t channels, Scalar* col) {
+    lower_batch(x, count, channels,
+                detail::fixed_conv_geometry<Height, Width, Kernel, Stride, Padding>{}, col);
+  }
+
+  /// The adjoint of im2col_batch, assigned: x = col2im(col) for `count`
+  /// images, where col has the layout that im2col_batch writes.
+  static void col2im_batch(const Scalar* col, std::size_t count, std::size_t channels,
+                           std::size_t height, std::size_t width, std::size_t kernel,
+                           std::size_t stride, std::size_t padding, Scalar* x) {
+    raise_batch(col, count, channels, detail::conv_geometry(height, width, kernel, stride, padding),
+                x);
+  }
+
+  /// col2im_batch for a geometry known at compile time.
+  template <std::size_t Height, std::size_t Width, std::size_t Kernel, std::size_t Stride,
+            std::size_t Padding>
+  static void col2im_batch(const Scalar* col, std::size_t count, std::size_t channels, Scalar* x) {
+    raise_batch(col, count, channels,
+                detail::fixed_conv_geometry<Height, Width, Kernel, Stride, Padding>{}, x);
+  }
+
+  /// Copies `count` samples of `channels` planes of `area` values from NCHW
+  /// order to channel-major order: out[c][n * area + p] = x[n][c][p].
+  static void nchw_to_cnhw(const Scalar* x, std::size_t count, std::size_t channels,
+                           std::size_t area, Scalar* out) {
+    const auto channel_count = static_cast<std::ptrdiff_t>(channels);
+    const bool parallel =
+        count * channels * area >= detail::parallel_copy_elements && !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::ptrdiff_t c = 0; c < channel_count; ++c) {
+      const auto channel = static_cast<std::size_t>(c);
+      for (std::size_t n = 0; n < count; ++n)
+        std::copy_n(x + (n * channels + channel) * area, area,
+                    out + (channel * count + n) * area);
+    }
+  }
+
+  /// The inverse of nchw_to_cnhw: x[n][c][p] = in[c][n * area + p].
+  static void cnhw_to_nchw(const Scalar* in, std::size_t count, std::size_t channels,
+                           std::size_t area, Scalar* x) {
+    const auto channel_count = static_cast<std::ptrdiff_t>(channels);
+    const bool parallel =
+        count * channels * area >= detail::parallel_copy_elements && !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::ptrdiff_t c = 0; c < channel_count; ++c) {
+      const auto channel = static_cast<std::size_t>(c);
+      for (std::size_t n = 0; n < count; ++n)
+        std::copy_n(in + (channel * count + n) * area, area,
+                    x + (n * channels + channel) * area);
+    }
   }
 
   // -- Reductions ------------------------------------------------------------
@@ -186,6 +452,15 @@ struct cpu {
 
   /// Returns the index of the first NaN or infinity, or n if all are finite.
   static std::size_t first_non_finite(const Scalar* x, std::size_t n) {
+    // x * 0 is NaN exactly for NaN and infinity, so one vectorised sum finds
+    // whether any value is not finite; only then does a scalar loop look for
+    // the first one.
+    Scalar probe = 0;
+    const auto count = static_cast<std::ptrdiff_t>(n);
+    const bool parallel = n >= (1u << 20) && !omp_in_parallel();
+#pragma omp parallel for simd schedule(static) reduction(+ : probe) if (parallel)
+    for (std::ptrdiff_t i = 0; i < count; ++i) probe += x[i] * Scalar(0);
+    if (!std::isnan(probe)) return n;
     for (std::size_t i = 0; i < n; ++i)
       if (!std::isfinite(x[i])) return i;
     return n;
@@ -203,6 +478,191 @@ struct cpu {
   /// Fills x with normal values of the given mean and standard deviation.
   static void fill_normal(Scalar* x, std::size_t n, philox& rng, double mean, double stddev) {
     for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<Scalar>(rng.normal(mean, stddev));
+  }
+
+ private:
+  /// One call to OpenBLAS, which uses as many threads as it is set to.
+  static void blas_gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n,
+                        std::size_t k, Scalar alpha, const Scalar* a, std::size_t lda,
+                        const Scalar* b, std::size_t ldb, Scalar beta, Scalar* c, std::size_t ldc) {
+    using index = xt::blas_index_t;
+    cxxblas::gemm<index>(cxxblas::StorageOrder::RowMajor,
+                         transpose_a ? cxxblas::Transpose::Trans : cxxblas::Transpose::NoTrans,
+                         transpose_b ? cxxblas::Transpose::Trans : cxxblas::Transpose::NoTrans,
+                         static_cast<index>(m), static_cast<index>(n), static_cast<index>(k), alpha,
+                         a, static_cast<index>(lda), b, static_cast<index>(ldb), beta, c,
+                         static_cast<index>(ldc));
+  }
+
+  template <class Geometry>
+  static void lower_batch(const Scalar* x, std::size_t count, std::size_t channels,
+                          const Geometry& g, Scalar* col) {
+    const std::size_t row_length = count * g.area;
+    const std::size_t rows_per_channel = g.kernel * g.kernel;
+    const auto planes = static_cast<std::ptrdiff_t>(count * channels);
+    const bool parallel = static_cast<std::size_t>(planes) * rows_per_channel * g.area >=
+                              detail::parallel_copy_elements &&
+                          !omp_in_parallel();
+    // Each (sample, channel) plane fills its own columns of the kernel * kernel
+    // rows of its channel, so the planes are independent. The loop runs over
+    // the samples of one channel after another, so consecutive planes write
+    // consecutive parts of the same rows.
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::ptrdiff_t p = 0; p < planes; ++p) {
+      const std::size_t c = static_cast<std::size_t>(p) / count;
+      const std::size_t n = static_cast<std::size_t>(p) % count;
+      lower_plane(x + (n * channels + c) * g.image, g,
+                  col + c * rows_per_channel * row_length + n * g.area, row_length);
+    }
+  }
+
+  template <class Geometry>
+  static void raise_batch(const Scalar* col, std::size_t count, std::size_t channels,
+                          const Geometry& g, Scalar* x) {
+    const std::size_t row_length = count * g.area;
+    const auto planes = static_cast<std::ptrdiff_t>(count * channels);
+    const bool parallel = static_cast<std::size_t>(planes) * g.kernel * g.kernel * g.area >=
+                              detail::parallel_copy_elements &&
+                          !omp_in_parallel();
+    // As in lower_batch, the samples of one channel follow each other, so
+    // consecutive planes read consecutive parts of the same rows.
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::ptrdiff_t p = 0; p < planes; ++p) {
+      const std::size_t c = static_cast<std::size_t>(p) / count;
+      const std::size_t n = static_cast<std::size_t>(p) % count;
+      raise_plane(col, row_length, n * g.area, c, g, x + (n * channels + c) * g.image, false);
+    }
+  }
+
+  /// Image planes up to this many values (with the padding of the last
+  /// column phase) are split into column phases on the stack; larger ones go
+  /// through the strided loops.
+  static constexpr std::size_t phase_capacity = 8192;
+
+  /// Writes the im2col rows (c, i, j) of one image plane: for each kernel
+  /// tap, out_h * out_w values at out + (i * kernel + j) * row_length.
+  ///
+  /// With stride s > 1, the input columns that one kernel tap reads are
+  /// every s-th one. The plane is first split into its s column phases
+  /// (phase r holds columns r, r + s, r + 2s, ...), so every tap then copies
+  /// contiguous runs instead of gathering with a stride.
+  template <class Geometry>
+  static void lower_plane(const Scalar* plane, const Geometry& g, Scalar* out,
+                          std::size_t row_length) {
+    const bool split = g.stride > 1 && g.height * g.stride * g.phase_width <= phase_capacity;
+    alignas(64) Scalar phases[phase_capacity];
+    if (split) split_phases(plane, g, phases);
+    const auto height = static_cast<std::ptrdiff_t>(g.height);
+    for (std::size_t i = 0; i < g.kernel; ++i)
+      detail::for_each_column_tap(g, [&](std::size_t j, auto tap) {
+        Scalar* row = out + (i * g.kernel + j) * row_length;
+        for (std::size_t oy = 0; oy < g.out_h; ++oy, row += g.out_w) {
+          const std::ptrdiff_t y = g.input_row(oy, i);
+          // Rows are short (out_w values), so plain loops beat calls to
+          // memset and memcpy here; the simd pragmas keep GCC from turning
+          // the loops into such calls.
+          if (y < 0 || y >= height || tap.first == tap.last) {
+#pragma omp simd
+            for (std::size_t t = 0; t < g.out_w; ++t) row[t] = 0;
+            continue;
+          }
+          for (std::size_t t = 0; t < tap.first; ++t) row[t] = 0;
+          const auto input_row = static_cast<std::size_t>(y);
+          if (split) {
+            const Scalar* in =
+                phases + (input_row * g.stride + tap.phase) * g.phase_width +
+                static_cast<std::size_t>(static_cast<std::ptrdiff_t>(tap.first) + tap.shift);
+#pragma omp simd
+            for (std::size_t t = 0; t < tap.last - tap.first; ++t) row[tap.first + t] = in[t];
+          } else {
+            const Scalar* in = plane + input_row * g.width +
+                               static_cast<std::size_t>(
+                                   static_cast<std::ptrdiff_t>(tap.first * g.stride) + tap.offset);
+            for (std::size_t t = 0; t < tap.last - tap.first; ++t)
+              row[tap.first + t] = in[t * g.stride];
+          }
+          for (std::size_t t = tap.last; t < g.out_w; ++t) row[t] = 0;
+        }
+      });
+  }
+
+  /// Splits an image plane into column phases: phases[(y * s + r) *
+  /// phase_width + t] = plane[y][s * t + r], 0 past the last column.
+  template <class Geometry>
+  static void split_phases(const Scalar* plane, const Geometry& g, Scalar* phases) {
+    for (std::size_t y = 0; y < g.height; ++y)
+      for (std::size_t r = 0; r < g.stride; ++r) {
+        Scalar* out = phases + (y * g.stride + r) * g.phase_width;
+        const Scalar* in = plane + y * g.width + r;
+        const std::size_t length = r < g.width ? (g.width - r + g.stride - 1) / g.stride : 0;
+        for (std::size_t t = 0; t < length; ++t) out[t] = in[t * g.stride];
+        for (std::size_t t = length; t < g.phase_width; ++t) out[t] = 0;
+      }
+  }
+
+  /// Adds the im2col rows of channel c back onto one image plane (x +=
+  /// col2im, or x = col2im when `accumulate` is false): the columns
+  /// [column, column + area) of each row, whose rows are row_length long,
+  /// belong to this plane.
+  ///
+  /// With stride s > 1, each kernel tap adds onto every s-th column, so the
+  /// sums are taken in the s column phases of the plane, where each tap adds
+  /// a contiguous run, and the phases are interleaved into the plane once.
+  template <class Geometry>
+  static void raise_plane(const Scalar* col, std::size_t row_length, std::size_t column,
+                          std::size_t c, const Geometry& g, Scalar* plane, bool accumulate) {
+    const bool split = g.stride > 1 && g.height * g.stride * g.phase_width <= phase_capacity;
+    alignas(64) Scalar phases[phase_capacity];
+    if (split) {
+#pragma omp simd
+      for (std::size_t t = 0; t < g.height * g.stride * g.phase_width; ++t) phases[t] = 0;
+    } else if (!accumulate) {
+      std::fill_n(plane, g.image, Scalar(0));
+    }
+    const auto height = static_cast<std::ptrdiff_t>(g.height);
+    for (std::size_t i = 0; i < g.kernel; ++i)
+      detail::for_each_column_tap(g, [&](std::size_t j, auto tap) {
+        if (tap.first == tap.last) return;
+        const std::size_t length = tap.last - tap.first;
+        const Scalar* row = col + ((c * g.kernel + i) * g.kernel + j) * row_length + column;
+        for (std::size_t oy = 0; oy < g.out_h; ++oy) {
+          const std::ptrdiff_t y = g.input_row(oy, i);
+          if (y < 0 || y >= height) continue;
+          const Scalar* in = row + oy * g.out_w + tap.first;
+          const auto input_row = static_cast<std::size_t>(y);
+          if (split) {
+            Scalar* out =
+                phases + (input_row * g.stride + tap.phase) * g.phase_width +
+                static_cast<std::size_t>(static_cast<std::ptrdiff_t>(tap.first) + tap.shift);
+#pragma omp simd
+            for (std::size_t t = 0; t < length; ++t) out[t] += in[t];
+          } else {
+            Scalar* out = plane + input_row * g.width +
+                          static_cast<std::size_t>(
+                              static_cast<std::ptrdiff_t>(tap.first * g.stride) + tap.offset);
+            for (std::size_t t = 0; t < length; ++t) out[t * g.stride] += in[t];
+          }
+        }
+      });
+    if (split) merge_phases(phases, g, plane, accumulate);
+  }
+
+  /// The inverse of split_phases: plane[y][s * t + r] (+)= phases[(y * s + r)
+  /// * phase_width + t].
+  template <class Geometry>
+  static void merge_phases(const Scalar* phases, const Geometry& g, Scalar* plane,
+                           bool accumulate) {
+    for (std::size_t y = 0; y < g.height; ++y)
+      for (std::size_t r = 0; r < g.stride && r < g.width; ++r) {
+        const Scalar* in = phases + (y * g.stride + r) * g.phase_width;
+        Scalar* out = plane + y * g.width + r;
+        const std::size_t length = (g.width - r + g.stride - 1) / g.stride;
+        if (accumulate) {
+          for (std::size_t t = 0; t < length; ++t) out[t * g.stride] += in[t];
+        } else {
+          for (std::size_t t = 0; t < length; ++t) out[t * g.stride] = in[t];
+        }
+      }
   }
 };
 

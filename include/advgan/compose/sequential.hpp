@@ -12,13 +12,14 @@
 #include <cstdint>      // std::int64_t
 #include <string>       // std::string
 #include <tuple>        // std::tuple
-#include <type_traits>  // std::conditional_t
+#include <type_traits>  // std::conditional_t, std::remove_cvref_t
 #include <utility>      // std::index_sequence
 
 #include "advgan/core/error.hpp"
 #include "advgan/core/philox.hpp"
 #include "advgan/core/shape.hpp"
 #include "advgan/layers/layer.hpp"
+#include "advgan/layers/tangent.hpp"
 
 namespace advgan {
 
@@ -116,6 +117,15 @@ struct bind_all<Backend, InputShape, std::index_sequence<I...>, Specs...> {
       typename input_shape_at<I, InputShape, Specs...>::type, Backend>...>;
 };
 
+/// Whether a bound layer's backward may write dx over dy.
+template <class Layer>
+constexpr bool in_place_backward = [] {
+  if constexpr (requires { Layer::in_place_backward; })
+    return static_cast<bool>(Layer::in_place_backward);
+  else
+    return false;
+}();
+
 /// Sums the parameter counts of a tuple of bound layers.
 template <class LayerTuple>
 struct parameter_total;
@@ -148,6 +158,10 @@ struct sequential {
 
   template <std::size_t Index>
   using layer_input_shape = typename detail::input_shape_at<Index, input_shape, Specs...>::type;
+
+  /// The spec of the layer at Index.
+  template <std::size_t Index>
+  using layer_spec = std::tuple_element_t<Index, std::tuple<Specs...>>;
 
   template <class Backend>
   using layers = typename detail::bind_all<Backend, input_shape, std::index_sequence_for<Specs...>,
@@ -237,7 +251,38 @@ class model {
   /// pass). Parameter gradients accumulate (+=) unless turned off in
   /// `context`; the input gradient is assigned to *dx when dx is not null.
   void backward(const tensor& dy, tensor* dx, const backward_context& context = {}) {
-    backward_from<layer_count - 1>(dy, dx, context);
+    backward_from<layer_count - 1>(dy, nullptr, dx, context);
+  }
+
+  /// Runs the tangent pass after forward(x): returns y' = J(x) x', the
+  /// directional derivative of the output along x_tangent, which has the
+  /// shape of x. Every layer must be a twice_differentiable_layer.
+  /// x_tangent must stay alive and unchanged until tangent_backward.
+  const tensor& tangent_forward(const tensor& x_tangent) {
+    static_assert(all_twice_differentiable());
+    detail::expect_sample_shape<input_shape, Backend>("sequential input tangent", x_tangent);
+    const extents forward_input = {Backend::shape(activations_[0])[0], input_shape::channels,
+                                   input_shape::height, input_shape::width};
+    if (Backend::shape(x_tangent) != forward_input)
+      throw shape_error("sequential input tangent", to_string(forward_input),
+                        to_string(Backend::shape(x_tangent)));
+    for_each_layer([&](auto& layer, auto index) {
+      constexpr std::size_t i = decltype(index)::value;
+      const tensor& in = i == 0 ? x_tangent : tangents_[i - 1];
+      layer.tangent_forward(in, tangents_[i]);
+    });
+    return tangents_[layer_count - 1];
+  }
+
+  /// Backpropagates a loss L(y, y') of the output y and the output tangent
+  /// y' of the last forward and tangent_forward passes, given dy = dL/dy and
+  /// dy_tangent = dL/dy'. Parameter gradients accumulate (+=) unless turned
+  /// off in `context`; dL/dx and dL/dx' are assigned to *dx and *dx_tangent
+  /// when those are not null.
+  void tangent_backward(const tensor& dy, const tensor& dy_tangent, tensor* dx, tensor* dx_tangent,
+                        const backward_context& context = {}) {
+    static_assert(all_twice_differentiable());
+    tangent_backward_from<layer_count - 1>(dy, dy_tangent, dx, dx_tangent, context);
   }
 
   /// Sets every parameter gradient to zero.
@@ -307,22 +352,59 @@ class model {
     (std::make_index_sequence<layer_count>{});
   }
 
+  /// Backpropagates dy through layers Index, ..., 0. dy_buffer is the
+  /// model's own tensor that holds dy, or null when dy is the caller's. A
+  /// layer that declares in_place_backward writes its input gradient over
+  /// dy_buffer, so point-wise layers and batch norm need no gradient tensor
+  /// of their own.
   template <std::size_t Index>
-  void backward_from(const tensor& dy, tensor* dx, const backward_context& context) {
+  void backward_from(const tensor& dy, tensor* dy_buffer, tensor* dx,
+                     const backward_context& context) {
     auto& layer = std::get<Index>(layers_);
     if constexpr (Index == 0) {
       layer.backward(dy, dx, context);
     } else {
-      layer.backward(dy, &input_gradients_[Index], context);
-      backward_from<Index - 1>(input_gradients_[Index], dx, context);
+      tensor* target = &input_gradients_[Index];
+      if constexpr (detail::in_place_backward<std::remove_cvref_t<decltype(layer)>>)
+        if (dy_buffer != nullptr) target = dy_buffer;
+      layer.backward(dy, target, context);
+      backward_from<Index - 1>(*target, target, dx, context);
     }
+  }
+
+  template <std::size_t Index>
+  void tangent_backward_from(const tensor& dy, const tensor& dy_tangent, tensor* dx,
+                             tensor* dx_tangent, const backward_context& context) {
+    auto& layer = std::get<Index>(layers_);
+    if constexpr (Index == 0) {
+      layer.tangent_backward(dy, dy_tangent, dx, dx_tangent, context);
+    } else {
+      layer.tangent_backward(dy, dy_tangent, &input_gradients_[Index],
+                             &tangent_input_gradients_[Index], context);
+      tangent_backward_from<Index - 1>(input_gradients_[Index], tangent_input_gradients_[Index], dx,
+                                       dx_tangent, context);
+    }
+  }
+
+  /// Checks every layer for a tangent pass; the failing check names the
+  /// first layer without one.
+  static constexpr bool all_twice_differentiable() {
+    return []<std::size_t... I>(std::index_sequence<I...>) {
+      return (detail::check_twice_differentiable<
+                  I, typename Spec::template layer_spec<I>,
+                  twice_differentiable_layer<std::tuple_element_t<I, layer_tuple>>>::value &&
+              ...);
+    }
+    (std::make_index_sequence<layer_count>{});
   }
 
   layer_tuple layers_;
   tensor values_;
   tensor gradients_;
   std::array<tensor, layer_count> activations_;
-  std::array<tensor, layer_count> input_gradients_;  // [i] = dL/d(input of layer i)
+  std::array<tensor, layer_count> input_gradients_;          // [i] = dL/d(input of layer i)
+  std::array<tensor, layer_count> tangents_;                 // [i] = output tangent of layer i
+  std::array<tensor, layer_count> tangent_input_gradients_;  // [i] = dL/d(input tangent of i)
   bool training_ = true;
 };
 

@@ -68,34 +68,8 @@ class batch_norm_layer {
       throw argument_error(detail::concat("batch_norm: training needs more than one value per ",
                                           "channel, got batch ", batch_, " of shape ",
                                           InputShape::str()));
-    scalar* mean = Backend::data(mean_);
-    scalar* inverse_std = Backend::data(inverse_std_);
-    for (std::size_t c = 0; c < channels; ++c) {
-      double m = Backend::data(running_mean_)[c];
-      double var = Backend::data(running_var_)[c];
-      if (training_) {
-        // Two passes, so the variance does not lose digits to cancellation.
-        double total = 0;
-        for (std::size_t n = 0; n < batch_; ++n) total += Backend::sum(channel(input_, n, c), area);
-        m = total / static_cast<double>(count);
-        double squares = 0;
-        for (std::size_t n = 0; n < batch_; ++n) {
-          const scalar* v = channel(input_, n, c);
-          for (std::size_t i = 0; i < area; ++i) squares += (v[i] - m) * (v[i] - m);
-        }
-        var = squares / static_cast<double>(count);
-        update_running(c, m, squares / static_cast<double>(count - 1));
-      }
-      mean[c] = static_cast<scalar>(m);
-      inverse_std[c] = static_cast<scalar>(1.0 / std::sqrt(var + epsilon));
-      const double scale = weight_[c] / std::sqrt(var + epsilon);
-      const double shift = bias_[c] - m * scale;
-      for (std::size_t n = 0; n < batch_; ++n) {
-        const scalar* v = channel(input_, n, c);
-        scalar* out = channel(output_, n, c);
-        for (std::size_t i = 0; i < area; ++i) out[i] = static_cast<scalar>(v[i] * scale + shift);
-      }
-    }
+    Backend::parallel_for(channels, [this](std::size_t c) { normalize_channel(c); },
+                          channel_grain(count));
     if (training_) ++num_batches_tracked_;
   }
 
@@ -103,45 +77,22 @@ class batch_norm_layer {
   /// channel: dgamma += sum(dy * xhat), dbeta += sum(dy), and in training
   /// dx = gamma * inverse_std / M * (M dy - sum(dy) - xhat sum(dy * xhat));
   /// in evaluation the statistics are constants and dx = gamma * inverse_std * dy.
+  /// dx may be the same tensor as dy: each value of dx is written after the
+  /// sums have been taken and depends only on dy at its own position.
   void backward(const tensor& dy, tensor* dx, const backward_context& context) {
     if (dx != nullptr) Backend::resize(*dx, Backend::shape(dy));
     const scalar* grad = Backend::data(dy);
-    const double count = static_cast<double>(batch_ * area);
-    for (std::size_t c = 0; c < channels; ++c) {
-      const double m = Backend::data(mean_)[c];
-      const double inverse_std = Backend::data(inverse_std_)[c];
-      double grad_sum = 0;
-      double grad_dot_xhat = 0;
-      for (std::size_t n = 0; n < batch_; ++n) {
-        const scalar* g = channel(grad, n, c);
-        const scalar* v = channel(input_, n, c);
-        for (std::size_t i = 0; i < area; ++i) {
-          grad_sum += g[i];
-          grad_dot_xhat += g[i] * (v[i] - m) * inverse_std;
-        }
-      }
-      if (context.parameter_gradients) {
-        weight_grad_[c] += static_cast<scalar>(grad_dot_xhat);
-        bias_grad_[c] += static_cast<scalar>(grad_sum);
-      }
-      if (dx == nullptr) continue;
-      const double scale = weight_[c] * inverse_std;
-      for (std::size_t n = 0; n < batch_; ++n) {
-        const scalar* g = channel(grad, n, c);
-        const scalar* v = channel(input_, n, c);
-        scalar* out = channel(Backend::data(*dx), n, c);
-        for (std::size_t i = 0; i < area; ++i) {
-          if (!training_) {
-            out[i] = static_cast<scalar>(scale * g[i]);
-            continue;
-          }
-          const double xhat = (v[i] - m) * inverse_std;
-          out[i] =
-              static_cast<scalar>(scale / count * (count * g[i] - grad_sum - xhat * grad_dot_xhat));
-        }
-      }
-    }
+    scalar* result = dx != nullptr ? Backend::data(*dx) : nullptr;
+    const bool parameter_gradients = context.parameter_gradients;
+    Backend::parallel_for(
+        channels,
+        [=, this](std::size_t c) { backward_channel(c, grad, result, parameter_gradients); },
+        channel_grain(batch_ * area));
   }
+
+  /// Declares that backward accepts dx pointing to the tensor that dy refers
+  /// to, so a model can reuse the gradient buffer.
+  static constexpr bool in_place_backward = true;
 
   template <class Visitor>
   void visit_buffers(Visitor&& visitor) {
@@ -151,6 +102,111 @@ class batch_norm_layer {
   }
 
  private:
+  /// The parallel_for grain for a loop over channels: all channels on one
+  /// thread when each has fewer than a few thousand values in all.
+  static std::size_t channel_grain(std::size_t values_per_channel) {
+    return values_per_channel * channels >= (std::size_t{1} << 15) ? 1 : channels + 1;
+  }
+
+  /// Sums one row of values. The loop is vectorised, so a float sum runs
+  /// in one partial sum per vector lane, and the caller adds the rows in
+  /// double.
+  static scalar row_sum(const scalar* v, std::size_t n) {
+    scalar total = 0;
+#pragma omp simd reduction(+ : total)
+    for (std::size_t i = 0; i < n; ++i) total += v[i];
+    return total;
+  }
+
+  static scalar row_squared_deviation(const scalar* v, std::size_t n, scalar mean) {
+    scalar total = 0;
+#pragma omp simd reduction(+ : total)
+    for (std::size_t i = 0; i < n; ++i) total += (v[i] - mean) * (v[i] - mean);
+    return total;
+  }
+
+  /// Normalises channel c of the cached input into the output, with batch
+  /// statistics in training (updating the running ones) and the running
+  /// statistics in evaluation.
+  void normalize_channel(std::size_t c) {
+    double m = Backend::data(running_mean_)[c];
+    double var = Backend::data(running_var_)[c];
+    if (training_) {
+      const std::size_t count = batch_ * area;
+      // Two passes, so the variance does not lose digits to cancellation.
+      double total = 0;
+      for (std::size_t n = 0; n < batch_; ++n) total += row_sum(channel(input_, n, c), area);
+      m = total / static_cast<double>(count);
+      double squares = 0;
+      for (std::size_t n = 0; n < batch_; ++n)
+        squares += row_squared_deviation(channel(input_, n, c), area, static_cast<scalar>(m));
+      var = squares / static_cast<double>(count);
+      update_running(c, m, squares / static_cast<double>(count - 1));
+    }
+    Backend::data(mean_)[c] = static_cast<scalar>(m);
+    Backend::data(inverse_std_)[c] = static_cast<scalar>(1.0 / std::sqrt(var + epsilon));
+    const double scale_value = weight_[c] / std::sqrt(var + epsilon);
+    const auto scale = static_cast<scalar>(scale_value);
+    const auto shift = static_cast<scalar>(bias_[c] - m * scale_value);
+    for (std::size_t n = 0; n < batch_; ++n) {
+      const scalar* v = channel(input_, n, c);
+      scalar* out = channel(output_, n, c);
+#pragma omp simd
+      for (std::size_t i = 0; i < area; ++i) out[i] = v[i] * scale + shift;
+    }
+  }
+
+  /// The backward pass of channel c; result may be grad itself, or null when
+  /// no input gradient is wanted.
+  void backward_channel(std::size_t c, const scalar* grad, scalar* result,
+                        bool parameter_gradients) {
+    const auto m = static_cast<scalar>(Backend::data(mean_)[c]);
+    const double inverse_std = Backend::data(inverse_std_)[c];
+    double grad_sum = 0;
+    double grad_dot_centered = 0;  // sum(dy * (x - mean))
+    for (std::size_t n = 0; n < batch_; ++n) {
+      const scalar* g = channel(grad, n, c);
+      const scalar* v = channel(input_, n, c);
+      scalar row_grad = 0;
+      scalar row_dot = 0;
+#pragma omp simd reduction(+ : row_grad, row_dot)
+      for (std::size_t i = 0; i < area; ++i) {
+        row_grad += g[i];
+        row_dot += g[i] * (v[i] - m);
+      }
+      grad_sum += row_grad;
+      grad_dot_centered += row_dot;
+    }
+    const double grad_dot_xhat = grad_dot_centered * inverse_std;
+    if (parameter_gradients) {
+      weight_grad_[c] += static_cast<scalar>(grad_dot_xhat);
+      bias_grad_[c] += static_cast<scalar>(grad_sum);
+    }
+    if (result == nullptr) return;
+    // dx = a dy + b (x - mean) + offset, the formula above expanded.
+    const double count = static_cast<double>(batch_ * area);
+    const double scale = weight_[c] * inverse_std;
+    const auto a = static_cast<scalar>(scale);
+    if (!training_) {
+      for (std::size_t n = 0; n < batch_; ++n) {
+        const scalar* g = channel(grad, n, c);
+        scalar* out = channel(result, n, c);
+#pragma omp simd
+        for (std::size_t i = 0; i < area; ++i) out[i] = a * g[i];
+      }
+      return;
+    }
+    const auto b = static_cast<scalar>(-scale * inverse_std * grad_dot_xhat / count);
+    const auto offset = static_cast<scalar>(-scale * grad_sum / count);
+    for (std::size_t n = 0; n < batch_; ++n) {
+      const scalar* g = channel(grad, n, c);
+      const scalar* v = channel(input_, n, c);
+      scalar* out = channel(result, n, c);
+#pragma omp simd
+      for (std::size_t i = 0; i < area; ++i) out[i] = a * g[i] + b * (v[i] - m) + offset;
+    }
+  }
+
   static const scalar* channel(const scalar* base, std::size_t n, std::size_t c) {
     return base + (n * channels + c) * area;
   }

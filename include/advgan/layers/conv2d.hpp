@@ -2,10 +2,13 @@
 // conv2d<Out, Kernel, Stride, Padding>: a 2-D convolution with a square
 // kernel, as torch.nn.Conv2d; weight has PyTorch's shape (Out, In, K, K).
 //
-// Each sample is lowered with im2col to a (In*K*K) x (OH*OW) matrix, so the
-// convolution is one GEMM per sample: y_n = W * col_n (+ b).
+// The batch is lowered with im2col to one (In*K*K) x (N*OH*OW) matrix, so the
+// convolution is one GEMM for all samples, Y = W * col, whose channel-major
+// result is then copied to NCHW. Large batches go in chunks of samples, so
+// the lowered matrix stays within Backend::lowering_budget elements.
 
-#include <cstddef>  // std::size_t
+#include <algorithm>  // std::min, std::max
+#include <cstddef>    // std::size_t
 
 #include "advgan/layers/layer.hpp"
 
@@ -50,45 +53,109 @@ class conv2d_layer {
     batch_ = Backend::shape(x)[0];
     input_ = Backend::data(x);
     Backend::resize(y, batch_, Out, output_shape::height, output_shape::width);
-    Backend::resize(col_, 1, 1, patch, pixels);
-    scalar* col = Backend::data(col_);
-    for (std::size_t n = 0; n < batch_; ++n) {
-      Backend::im2col(input_ + n * InputShape::size, in, InputShape::height, InputShape::width,
-                      Kernel, Stride, Padding, col);
-      scalar* out = Backend::data(y) + n * output_shape::size;
-      Backend::gemm(false, false, Out, pixels, patch, 1, weight_, patch, col, pixels, 0, out,
-                    pixels);
-      if constexpr (Bias)
-        for (std::size_t o = 0; o < Out; ++o)
-          for (std::size_t p = 0; p < pixels; ++p) out[o * pixels + p] += bias_[o];
+    scalar* out = Backend::data(y);
+    if constexpr (whole_input_patch) {
+      // Each sample is one im2col column already: y = x W^T.
+      Backend::gemm(false, true, batch_, Out, patch, 1, input_, patch, weight_, patch, 0, out, Out);
+    } else {
+      const std::size_t chunk = chunk_size();
+      scalar* col = chunk_buffers(chunk);
+      scalar* out_cm = col + chunk * pixels * patch;
+      for (std::size_t first = 0; first < batch_; first += chunk) {
+        const std::size_t count = std::min(chunk, batch_ - first);
+        const std::size_t columns = count * pixels;
+        lower(input_ + first * InputShape::size, count, col);
+        Backend::gemm(false, false, Out, columns, patch, 1, weight_, patch, col, columns, 0, out_cm,
+                      columns);
+        Backend::cnhw_to_nchw(out_cm, count, Out, pixels, out + first * output_shape::size);
+      }
+    }
+    if constexpr (Bias) add_bias(out);
+  }
+
+  /// With the batch lowered to one matrix (or a chunk of samples at a time):
+  /// dW += dY col^T, db += sums of dy per channel, and dx = col2im(W^T dY),
+  /// where dY is dy in channel-major order.
+  void backward(const tensor& dy, tensor* dx, const backward_context& context) {
+    const scalar* grad = Backend::data(dy);
+    scalar* input_grad = nullptr;
+    if (dx != nullptr) {
+      Backend::resize(*dx, batch_, in, InputShape::height, InputShape::width);
+      input_grad = Backend::data(*dx);
+    }
+    if constexpr (whole_input_patch) {
+      if (context.parameter_gradients)
+        Backend::gemm(true, false, Out, patch, batch_, 1, grad, Out, input_, patch, 1,
+                      weight_grad_, patch);
+      if (input_grad != nullptr)
+        Backend::gemm(false, false, batch_, patch, Out, 1, grad, Out, weight_, patch, 0,
+                      input_grad, patch);
+    } else {
+      const std::size_t chunk = chunk_size();
+      scalar* col = chunk_buffers(chunk);
+      scalar* grad_cm = col + chunk * pixels * patch;
+      for (std::size_t first = 0; first < batch_; first += chunk) {
+        const std::size_t count = std::min(chunk, batch_ - first);
+        const std::size_t columns = count * pixels;
+        Backend::nchw_to_cnhw(grad + first * output_shape::size, count, Out, pixels, grad_cm);
+        if (context.parameter_gradients) {
+          lower(input_ + first * InputShape::size, count, col);
+          Backend::gemm(false, true, Out, patch, columns, 1, grad_cm, columns, col, columns, 1,
+                        weight_grad_, patch);
+        }
+        if (input_grad == nullptr) continue;
+        Backend::gemm(true, false, patch, columns, Out, 1, weight_, patch, grad_cm, columns, 0,
+                      col, columns);
+        Backend::template col2im_batch<InputShape::height, InputShape::width, Kernel, Stride,
+                                       Padding>(col, count, in,
+                                                input_grad + first * InputShape::size);
+      }
+    }
+    if constexpr (Bias)
+      if (context.parameter_gradients) accumulate_bias_gradient(grad);
+  }
+
+  /// Per sample y'_n = W * col(x'_n), without the bias.
+  void tangent_forward(const tensor& x_tangent, tensor& y_tangent) {
+    detail::expect_sample_shape<InputShape, Backend>("conv2d tangent", x_tangent);
+    input_tangent_ = Backend::data(x_tangent);
+    const std::size_t batch = Backend::shape(x_tangent)[0];
+    Backend::resize(y_tangent, batch, Out, output_shape::height, output_shape::width);
+    Backend::resize(tangent_col_, 1, 1, patch, pixels);
+    scalar* col = Backend::data(tangent_col_);
+    for (std::size_t n = 0; n < batch; ++n) {
+      Backend::im2col(input_tangent_ + n * InputShape::size, in, InputShape::height,
+                      InputShape::width, Kernel, Stride, Padding, col);
+      Backend::gemm(false, false, Out, pixels, patch, 1, weight_, patch, col, pixels, 0,
+                    Backend::data(y_tangent) + n * output_shape::size, pixels);
     }
   }
 
-  /// Per sample: dW += dy_n col_n^T, db += row sums of dy_n, and
-  /// dx_n = col2im(W^T dy_n).
-  void backward(const tensor& dy, tensor* dx, const backward_context& context) {
-    Backend::resize(col_, 1, 1, patch, pixels);
-    scalar* col = Backend::data(col_);
-    if (dx != nullptr) {
-      Backend::resize(*dx, batch_, in, InputShape::height, InputShape::width);
-      Backend::fill(Backend::data(*dx), Backend::size(*dx), scalar(0));
+  /// backward(dy) for y, then per sample dW += dy'_n col(x'_n)^T and
+  /// dx'_n = col2im(W^T dy'_n) for y'.
+  void tangent_backward(const tensor& dy, const tensor& dy_tangent, tensor* dx, tensor* dx_tangent,
+                        const backward_context& context) {
+    backward(dy, dx, context);
+    const std::size_t batch = Backend::shape(dy_tangent)[0];
+    Backend::resize(tangent_col_, 1, 1, patch, pixels);
+    scalar* col = Backend::data(tangent_col_);
+    if (dx_tangent != nullptr) {
+      Backend::resize(*dx_tangent, batch, in, InputShape::height, InputShape::width);
+      Backend::fill(Backend::data(*dx_tangent), Backend::size(*dx_tangent), scalar(0));
     }
-    for (std::size_t n = 0; n < batch_; ++n) {
-      const scalar* grad = Backend::data(dy) + n * output_shape::size;
+    for (std::size_t n = 0; n < batch; ++n) {
+      const scalar* grad = Backend::data(dy_tangent) + n * output_shape::size;
       if (context.parameter_gradients) {
-        Backend::im2col(input_ + n * InputShape::size, in, InputShape::height, InputShape::width,
-                        Kernel, Stride, Padding, col);
+        Backend::im2col(input_tangent_ + n * InputShape::size, in, InputShape::height,
+                        InputShape::width, Kernel, Stride, Padding, col);
         Backend::gemm(false, true, Out, patch, pixels, 1, grad, pixels, col, pixels, 1,
                       weight_grad_, patch);
-        if constexpr (Bias)
-          for (std::size_t o = 0; o < Out; ++o)
-            for (std::size_t p = 0; p < pixels; ++p) bias_grad_[o] += grad[o * pixels + p];
       }
-      if (dx == nullptr) continue;
+      if (dx_tangent == nullptr) continue;
       Backend::gemm(true, false, patch, pixels, Out, 1, weight_, patch, grad, pixels, 0, col,
                     pixels);
       Backend::col2im(col, in, InputShape::height, InputShape::width, Kernel, Stride, Padding,
-                      Backend::data(*dx) + n * InputShape::size);
+                      Backend::data(*dx_tangent) + n * InputShape::size);
     }
   }
 
@@ -96,13 +163,58 @@ class conv2d_layer {
   void visit_buffers(Visitor&&) {}
 
  private:
+  /// True when the kernel covers the whole unpadded input and the output is
+  /// 1x1, as in a DCGAN discriminator's last layer: each sample is then its
+  /// own im2col column, and the layer is a dense layer on the flat sample.
+  static constexpr bool whole_input_patch = Padding == 0 && Kernel == InputShape::height &&
+                                            Kernel == InputShape::width;
+
+  /// Returns how many samples one GEMM covers: as many as keep the im2col
+  /// matrix and the channel-major copy of a chunk each within
+  /// Backend::lowering_budget values.
+  std::size_t chunk_size() const {
+    const std::size_t per_sample = std::max(patch, Out) * pixels;
+    return std::max<std::size_t>(1, std::min(batch_, Backend::lowering_budget / per_sample));
+  }
+
+  /// Returns the im2col matrix (patch x chunk * pixels) of a chunk in the
+  /// backend's shared workspace, followed by room for its channel-major copy
+  /// (Out x chunk * pixels).
+  static scalar* chunk_buffers(std::size_t chunk) {
+    return Backend::workspace(chunk * pixels * (patch + Out));
+  }
+
+  static void lower(const scalar* x, std::size_t count, scalar* col) {
+    Backend::template im2col_batch<InputShape::height, InputShape::width, Kernel, Stride, Padding>(
+        x, count, in, col);
+  }
+
+  void add_bias(scalar* out) const {
+    Backend::parallel_for(batch_ * Out, [=, this](std::size_t plane) {
+      scalar* values = out + plane * pixels;
+      const scalar b = bias_[plane % Out];
+      for (std::size_t p = 0; p < pixels; ++p) values[p] += b;
+    }, 64);
+  }
+
+  void accumulate_bias_gradient(const scalar* grad) {
+    for (std::size_t n = 0; n < batch_; ++n)
+      for (std::size_t o = 0; o < Out; ++o) {
+        const scalar* values = grad + (n * Out + o) * pixels;
+        scalar total = 0;
+        for (std::size_t p = 0; p < pixels; ++p) total += values[p];
+        bias_grad_[o] += total;
+      }
+  }
+
   scalar* weight_ = nullptr;
   scalar* weight_grad_ = nullptr;
   scalar* bias_ = nullptr;
   scalar* bias_grad_ = nullptr;
   const scalar* input_ = nullptr;
   std::size_t batch_ = 0;
-  tensor col_;
+  const scalar* input_tangent_ = nullptr;
+  tensor tangent_col_;  // im2col of one sample of x'
 };
 
 /// A 2-D convolution with Out channels, a Kernel x Kernel kernel, the given

@@ -7,9 +7,12 @@
 // OutputPadding extra rows and columns are real outputs (they receive kernel
 // taps), not zeros, and OutputPadding must be smaller than Stride.
 //
-// Per sample: col = W^T x_n, a (Out*K*K) x (H*W) matrix, then y_n = col2im(col).
+// For the batch at once (or a chunk of samples within
+// Backend::lowering_budget): col = W^T X, an (Out*K*K) x (N*H*W) matrix where X
+// is the input in channel-major order, then y = col2im(col).
 
-#include <cstddef>  // std::size_t
+#include <algorithm>  // std::min, std::max
+#include <cstddef>    // std::size_t
 
 #include "advgan/layers/layer.hpp"
 
@@ -58,58 +61,122 @@ class conv_transpose2d_layer {
     batch_ = Backend::shape(x)[0];
     input_ = Backend::data(x);
     Backend::resize(y, batch_, Out, output_shape::height, output_shape::width);
-    Backend::fill(Backend::data(y), Backend::size(y), scalar(0));
-    Backend::resize(col_, 1, 1, patch, pixels);
-    scalar* col = Backend::data(col_);
-    for (std::size_t n = 0; n < batch_; ++n) {
-      Backend::gemm(true, false, patch, pixels, in, 1, weight_, patch,
-                    input_ + n * InputShape::size, pixels, 0, col, pixels);
-      scalar* out = Backend::data(y) + n * output_shape::size;
-      Backend::col2im(col, Out, output_shape::height, output_shape::width, Kernel, Stride, Padding,
-                      out);
-      if constexpr (Bias) {
-        constexpr std::size_t area = output_shape::height * output_shape::width;
-        for (std::size_t o = 0; o < Out; ++o)
-          for (std::size_t p = 0; p < area; ++p) out[o * area + p] += bias_[o];
+    scalar* out = Backend::data(y);
+    if constexpr (single_pixel_input) {
+      // Each output sample is one col2im column already: y = x W.
+      Backend::gemm(false, false, batch_, patch, in, 1, input_, in, weight_, patch, 0, out, patch);
+    } else {
+      const std::size_t chunk = chunk_size();
+      scalar* col = chunk_buffers(chunk);
+      scalar* input_cm = col + chunk * pixels * patch;
+      for (std::size_t first = 0; first < batch_; first += chunk) {
+        const std::size_t count = std::min(chunk, batch_ - first);
+        const std::size_t columns = count * pixels;
+        Backend::nchw_to_cnhw(input_ + first * InputShape::size, count, in, pixels, input_cm);
+        Backend::gemm(true, false, patch, columns, in, 1, weight_, patch, input_cm, columns, 0, col,
+                      columns);
+        Backend::template col2im_batch<output_shape::height, output_shape::width, Kernel, Stride,
+                                       Padding>(col, count, Out, out + first * output_shape::size);
       }
     }
+    if constexpr (Bias) add_bias(out);
   }
 
-  /// Per sample: col = im2col(dy_n); dx_n = W col; dW += x_n col^T;
-  /// db += sums of dy_n per channel.
+  /// With dy lowered by im2col to one matrix for the batch (or a chunk of
+  /// samples at a time): dx = W col, dW += X col^T, where X is x in
+  /// channel-major order, and db += sums of dy per channel.
   void backward(const tensor& dy, tensor* dx, const backward_context& context) {
-    Backend::resize(col_, 1, 1, patch, pixels);
-    scalar* col = Backend::data(col_);
-    if (dx != nullptr) Backend::resize(*dx, batch_, in, InputShape::height, InputShape::width);
-    constexpr std::size_t area = output_shape::height * output_shape::width;
-    for (std::size_t n = 0; n < batch_; ++n) {
-      const scalar* grad = Backend::data(dy) + n * output_shape::size;
-      Backend::im2col(grad, Out, output_shape::height, output_shape::width, Kernel, Stride, Padding,
-                      col);
-      if (context.parameter_gradients) {
-        Backend::gemm(false, true, in, patch, pixels, 1, input_ + n * InputShape::size, pixels, col,
-                      pixels, 1, weight_grad_, patch);
-        if constexpr (Bias)
-          for (std::size_t o = 0; o < Out; ++o)
-            for (std::size_t p = 0; p < area; ++p) bias_grad_[o] += grad[o * area + p];
-      }
-      if (dx != nullptr)
-        Backend::gemm(false, false, in, pixels, patch, 1, weight_, patch, col, pixels, 0,
-                      Backend::data(*dx) + n * InputShape::size, pixels);
+    const scalar* grad = Backend::data(dy);
+    scalar* input_grad = nullptr;
+    if (dx != nullptr) {
+      Backend::resize(*dx, batch_, in, InputShape::height, InputShape::width);
+      input_grad = Backend::data(*dx);
     }
+    if constexpr (single_pixel_input) {
+      if (context.parameter_gradients)
+        Backend::gemm(true, false, in, patch, batch_, 1, input_, in, grad, patch, 1, weight_grad_,
+                      patch);
+      if (input_grad != nullptr)
+        Backend::gemm(false, true, batch_, in, patch, 1, grad, patch, weight_, patch, 0,
+                      input_grad, in);
+    } else {
+      const std::size_t chunk = chunk_size();
+      scalar* col = chunk_buffers(chunk);
+      scalar* channel_major = col + chunk * pixels * patch;
+      for (std::size_t first = 0; first < batch_; first += chunk) {
+        const std::size_t count = std::min(chunk, batch_ - first);
+        const std::size_t columns = count * pixels;
+        Backend::template im2col_batch<output_shape::height, output_shape::width, Kernel, Stride,
+                                       Padding>(grad + first * output_shape::size, count, Out,
+                                                col);
+        if (context.parameter_gradients) {
+          Backend::nchw_to_cnhw(input_ + first * InputShape::size, count, in, pixels,
+                                channel_major);
+          Backend::gemm(false, true, in, patch, columns, 1, channel_major, columns, col, columns,
+                        1, weight_grad_, patch);
+        }
+        if (input_grad == nullptr) continue;
+        Backend::gemm(false, false, in, columns, patch, 1, weight_, patch, col, columns, 0,
+                      channel_major, columns);
+        Backend::cnhw_to_nchw(channel_major, count, in, pixels,
+                              input_grad + first * InputShape::size);
+      }
+    }
+    if constexpr (Bias)
+      if (context.parameter_gradients) accumulate_bias_gradient(grad);
   }
 
   template <class Visitor>
   void visit_buffers(Visitor&&) {}
 
  private:
+  static constexpr std::size_t area = output_shape::height * output_shape::width;
+
+  /// True for a 1x1 input without padding, as in a DCGAN generator's first
+  /// layer: the output is then the K x K kernel scaled by each input channel,
+  /// and the layer is a dense layer onto the flat output sample.
+  static constexpr bool single_pixel_input = InputShape::height == 1 && InputShape::width == 1 &&
+                                             Padding == 0 && OutputPadding == 0;
+
+  /// Returns how many samples one GEMM covers: as many as keep the im2col
+  /// matrix and the channel-major copy of a chunk each within
+  /// Backend::lowering_budget values.
+  std::size_t chunk_size() const {
+    const std::size_t per_sample = std::max(patch, in) * pixels;
+    return std::max<std::size_t>(1, std::min(batch_, Backend::lowering_budget / per_sample));
+  }
+
+  /// Returns the im2col matrix (patch x chunk * pixels) of a chunk in the
+  /// backend's shared workspace, followed by room for its channel-major copy
+  /// (in x chunk * pixels).
+  static scalar* chunk_buffers(std::size_t chunk) {
+    return Backend::workspace(chunk * pixels * (patch + in));
+  }
+
+  void add_bias(scalar* out) const {
+    Backend::parallel_for(batch_ * Out, [=, this](std::size_t plane) {
+      scalar* values = out + plane * area;
+      const scalar b = bias_[plane % Out];
+      for (std::size_t p = 0; p < area; ++p) values[p] += b;
+    }, 64);
+  }
+
+  void accumulate_bias_gradient(const scalar* grad) {
+    for (std::size_t n = 0; n < batch_; ++n)
+      for (std::size_t o = 0; o < Out; ++o) {
+        const scalar* values = grad + (n * Out + o) * area;
+        scalar total = 0;
+        for (std::size_t p = 0; p < area; ++p) total += values[p];
+        bias_grad_[o] += total;
+      }
+  }
+
   scalar* weight_ = nullptr;
   scalar* weight_grad_ = nullptr;
   scalar* bias_ = nullptr;
   scalar* bias_grad_ = nullptr;
   const scalar* input_ = nullptr;
   std::size_t batch_ = 0;
-  tensor col_;
 };
 
 /// A transposed 2-D convolution with Out channels, a Kernel x Kernel kernel,

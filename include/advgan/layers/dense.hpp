@@ -69,6 +69,30 @@ class dense_layer {
                   in);
   }
 
+  /// y' = x' W^T, without the bias.
+  void tangent_forward(const tensor& x_tangent, tensor& y_tangent) {
+    detail::expect_sample_shape<InputShape, Backend>("dense tangent", x_tangent);
+    input_tangent_ = Backend::data(x_tangent);
+    Backend::resize(y_tangent, batch_, Out, 1, 1);
+    Backend::gemm(false, true, batch_, Out, in, 1, input_tangent_, in, weight_, in, 0,
+                  Backend::data(y_tangent), Out);
+  }
+
+  /// backward(dy) for y, then dW += dy'^T x' and dx' = dy' W for y'.
+  void tangent_backward(const tensor& dy, const tensor& dy_tangent, tensor* dx, tensor* dx_tangent,
+                        const backward_context& context) {
+    backward(dy, dx, context);
+    const scalar* grad = Backend::data(dy_tangent);
+    if (context.parameter_gradients)
+      Backend::gemm(true, false, Out, in, batch_, 1, grad, Out, input_tangent_, in, 1, weight_grad_,
+                    in);
+    if (dx_tangent == nullptr) return;
+    Backend::resize(*dx_tangent, batch_, InputShape::channels, InputShape::height,
+                    InputShape::width);
+    Backend::gemm(false, false, batch_, in, Out, 1, grad, Out, weight_, in, 0,
+                  Backend::data(*dx_tangent), in);
+  }
+
   template <class Visitor>
   void visit_buffers(Visitor&&) {}
 
@@ -80,6 +104,7 @@ class dense_layer {
   scalar* bias_ = nullptr;
   scalar* bias_grad_ = nullptr;
   const scalar* input_ = nullptr;
+  const scalar* input_tangent_ = nullptr;
   std::size_t batch_ = 0;
 };
 

@@ -34,6 +34,23 @@ class reshape_layer {
     Backend::copy(Backend::data(dy), Backend::size(dy), Backend::data(*dx));
   }
 
+  /// Copies the tangent into the new shape, as forward copies the value.
+  void tangent_forward(const tensor& x_tangent, tensor& y_tangent) {
+    detail::expect_sample_shape<InputShape, Backend>("reshape tangent", x_tangent);
+    Backend::resize(y_tangent, Backend::shape(x_tangent)[0], OutputShape::channels,
+                    OutputShape::height, OutputShape::width);
+    Backend::copy(Backend::data(x_tangent), Backend::size(x_tangent), Backend::data(y_tangent));
+  }
+
+  void tangent_backward(const tensor& dy, const tensor& dy_tangent, tensor* dx, tensor* dx_tangent,
+                        const backward_context& context) {
+    backward(dy, dx, context);
+    if (dx_tangent == nullptr) return;
+    Backend::resize(*dx_tangent, Backend::shape(dy_tangent)[0], InputShape::channels,
+                    InputShape::height, InputShape::width);
+    Backend::copy(Backend::data(dy_tangent), Backend::size(dy_tangent), Backend::data(*dx_tangent));
+  }
+
   template <class Visitor>
   void visit_buffers(Visitor&&) {}
 

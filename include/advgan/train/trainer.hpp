@@ -9,11 +9,20 @@
 //   detached from G; 4. D optimizer step; 5. D on the same fake batch, now
 //   for G's loss, backpropagated through D without D's parameter gradients
 //   and then through G; 6. G optimizer step.
+//
+// Regularizers of the critic follow as extra template arguments:
+// gradient penalties (gradient_penalty, r1_penalty, r2_penalty) add their
+// parameter gradients after step 3, each with its own forward pass, and
+// weight_clipping clamps D's parameters after step 4. A replay buffer of
+// past fakes (trainer_options::replay_capacity) can stand in for part of
+// each fake batch that D gets in step 3.
 
+#include <cmath>       // std::lround
 #include <cstddef>     // std::size_t
 #include <cstdint>     // std::int64_t, std::uint64_t
 #include <filesystem>  // std::filesystem::path
 #include <functional>  // std::function
+#include <optional>    // std::optional
 #include <span>        // std::span
 #include <string>      // std::string
 
@@ -24,6 +33,7 @@
 #include "advgan/objectives.hpp"
 #include "advgan/optim.hpp"
 #include "advgan/train/model_state.hpp"
+#include "advgan/train/replay_buffer.hpp"
 
 namespace advgan {
 
@@ -39,6 +49,11 @@ struct trainer_options {
   init_scheme init = init_scheme::dcgan;
   /// Samples in the fixed noise batch used for sample grids.
   std::size_t sample_count = 64;
+  /// Past fakes kept for the discriminator; 0 turns the replay buffer off.
+  std::size_t replay_capacity = 0;
+  /// The share of each fake batch that the discriminator gets from the
+  /// replay buffer once it contains samples, in [0, 1]. SimGAN uses 0.5.
+  double replay_fraction = 0.5;
 };
 
 /// What one call to step() did.
@@ -51,12 +66,39 @@ struct step_record {
   double real_score = 0;
   double fake_score = 0;
   bool generator_updated = false;
+  /// The sum of the gradient penalties evaluated in this step, before any
+  /// lazy-regularization scale; 0 when none ran. discriminator_loss does not
+  /// include it.
+  double penalty = 0;
+  /// The mean norm of D's input gradient at the last penalty's points.
+  double penalty_gradient_norm = 0;
 };
 
-template <class Generator, class Discriminator, class Objective, class Backend>
-  requires objective<Objective>
-class gan_trainer {
+/// A critic regularizer that gan_trainer accepts as an extra template
+/// argument: a gradient penalty or a parameter constraint.
+template <class Regularizer>
+concept regularizer = penalty<Regularizer> || parameter_constraint<Regularizer>;
+
+namespace detail {
+
+/// Checks one regularizer against the critic at compile time: a penalty
+/// needs a twice-differentiable critic without batch norm, and weight
+/// clipping a critic without spectral_norm.
+template <class CriticModel, class Regularizer>
+constexpr bool check_regularizer() {
+  if constexpr (penalty<Regularizer>)
+    return check_penalisable_critic<CriticModel>();
+  else
+    return check_clipping_critic<typename CriticModel::spec>();
+}
+
+}  // namespace detail
+
+template <class Generator, class Discriminator, class Objective, class Backend,
+          class... Regularizers>
+requires objective<Objective> &&(regularizer<Regularizers>&&...) class gan_trainer {
   static_assert(gan_pair<Generator, Discriminator>::fits);
+  static_assert((detail::check_regularizer<model<Discriminator, Backend>, Regularizers>() && ...));
 
  public:
   using scalar = typename Backend::scalar;
@@ -79,9 +121,16 @@ class gan_trainer {
         average_(std::span<const scalar>(generator_.parameters(), generator_model::parameter_count),
                  options.ema_decay),
         noise_(options.seed, 1),
-        layer_noise_(options.seed, 2) {
+        layer_noise_(options.seed, 2),
+        penalty_noise_(options.seed, 4),
+        replay_noise_(options.seed, 5) {
     if (options.n_critic == 0) throw argument_error("trainer: n_critic must be >= 1, got 0");
     if (options.sample_count == 0) throw argument_error("trainer: sample_count must be >= 1");
+    if (!(options.replay_fraction >= 0 && options.replay_fraction <= 1))
+      throw argument_error(detail::concat("trainer: replay_fraction must be in [0, 1], got ",
+                                          options.replay_fraction));
+    if (options.replay_capacity > 0) replay_.emplace(options.replay_capacity, sample_shape::size);
+    constrain_discriminator();
     philox fixed(options.seed, 3);
     Backend::resize(fixed_noise_, options.sample_count, latent_shape::channels,
                     latent_shape::height, latent_shape::width);
@@ -106,7 +155,9 @@ class gan_trainer {
 
   /// Generates images from the fixed noise batch with the averaged
   /// generator weights, in evaluation mode, into `out`.
-  void sample_fixed(tensor& out, bool use_average = true) { generate(fixed_noise_, out, use_average); }
+  void sample_fixed(tensor& out, bool use_average = true) {
+    generate(fixed_noise_, out, use_average);
+  }
 
   /// Generates from `latent` in evaluation mode into `out`.
   void generate(const tensor& latent, tensor& out, bool use_average = true) {
@@ -139,9 +190,11 @@ class gan_trainer {
                                      static_cast<std::int64_t>(noise_.offset()),
                                      static_cast<std::int64_t>(layer_noise_.offset())};
     file.add<std::int64_t>("trainer.counters", {4}, counters);
-    file.add<double>("trainer.last_generator_loss", {}, std::span<const double>(&last_generator_loss_, 1));
+    file.add<double>("trainer.last_generator_loss", {},
+                     std::span<const double>(&last_generator_loss_, 1));
     for (const auto& [name, value] : extra)
       file.add<std::int64_t>("extra." + name, {}, std::span<const std::int64_t>(&value, 1));
+    store_regularization_state(file);
     file.save(path);
   }
 
@@ -158,6 +211,7 @@ class gan_trainer {
     check_optimizer(file, "generator_ema.", average_);
     detail::check_tensor_shape(file, "trainer.counters", {4});
     detail::check_tensor_shape(file, "trainer.last_generator_loss", {});
+    check_regularization_state(file);
 
     load_model(file, "generator.", generator_);
     load_model(file, "discriminator.", discriminator_);
@@ -172,6 +226,7 @@ class gan_trainer {
     critic_steps_ = static_cast<std::size_t>(counters[1]);
     noise_.seek(static_cast<std::uint64_t>(counters[2]));
     layer_noise_.seek(static_cast<std::uint64_t>(counters[3]));
+    load_regularization_state(file);
 
     std::map<std::string, std::int64_t> extra;
     for (const std::string& name : file.names()) {
@@ -207,6 +262,8 @@ class gan_trainer {
   ema<scalar>& generator_average() { return average_; }
   std::int64_t iteration() const { return iteration_; }
   const trainer_options& options() const { return options_; }
+  /// The replay buffer, or null when options().replay_capacity is 0.
+  replay_buffer<Backend>* replay() { return replay_ ? &*replay_ : nullptr; }
 
  private:
   std::span<scalar> generator_parameters() {
@@ -239,13 +296,13 @@ class gan_trainer {
   void check_finite_gradients(Model& m, const char* model_name) {
     const std::size_t count = Model::parameter_count;
     if (Backend::first_non_finite(m.gradients(), count) == count) return;
-    m.visit_parameters([&](const std::string& name, scalar*, scalar* grad,
-                           const parameter_spec& spec) {
-      const std::size_t at = Backend::first_non_finite(grad, spec.size());
-      if (at < spec.size())
-        throw numeric_error(detail::concat(model_name, " parameter ", name), iteration_,
-                            "gradient", at, static_cast<double>(grad[at]));
-    });
+    m.visit_parameters(
+        [&](const std::string& name, scalar*, scalar* grad, const parameter_spec& spec) {
+          const std::size_t at = Backend::first_non_finite(grad, spec.size());
+          if (at < spec.size())
+            throw numeric_error(detail::concat(model_name, " parameter ", name), iteration_,
+                                "gradient", at, static_cast<double>(grad[at]));
+        });
   }
 
   static void check_finite_loss(double loss, const char* which, std::int64_t iteration) {
@@ -283,10 +340,12 @@ class gan_trainer {
                                   grad_span(real_grad_), grad_span(fake_grad_));
     discriminator_.backward(real_grad_, nullptr);
 
-    // 2-3. A fake batch from fresh noise, detached from the generator.
+    // 2-3. A fake batch from fresh noise, detached from the generator, in
+    // part replaced by past fakes when the replay buffer is on.
     draw_noise(batch);
-    const tensor& fake = generator_.forward(latent_, &layer_noise_);
+    const tensor& generated = generator_.forward(latent_, &layer_noise_);
     check_finite_activations(generator_, "generator", "noise batch");
+    const tensor& fake = replay_ ? mix_replayed_fakes(generated, batch) : generated;
     fake_logits_ = discriminator_.forward(fake, &layer_noise_);
     check_finite_activations(discriminator_, "discriminator", "fake batch");
     const double loss =
@@ -294,12 +353,14 @@ class gan_trainer {
                                       grad_span(real_grad_), grad_span(fake_grad_));
     check_finite_loss(loss, "discriminator", iteration_);
     discriminator_.backward(fake_grad_, nullptr);
+    (apply_penalty<Regularizers>(real, fake, record), ...);
     check_finite_gradients(discriminator_, "discriminator");
 
-    // 4. The update.
+    // 4. The update, then any parameter constraint.
     discriminator_optimizer_.step(
         {discriminator_.parameters(), discriminator_model::parameter_count},
         {discriminator_.gradients(), discriminator_model::parameter_count});
+    constrain_discriminator();
     record.discriminator_loss = loss;
     record.real_score = mean_sigmoid(real_logits_);
     record.fake_score = mean_sigmoid(fake_logits_);
@@ -322,9 +383,90 @@ class gan_trainer {
     // 6. The update, then the running average of the generator's weights.
     generator_optimizer_.step({generator_.parameters(), generator_model::parameter_count},
                               {generator_.gradients(), generator_model::parameter_count});
-    average_.update(std::span<const scalar>(generator_.parameters(),
-                                            generator_model::parameter_count));
+    average_.update(
+        std::span<const scalar>(generator_.parameters(), generator_model::parameter_count));
     last_generator_loss_ = loss;
+  }
+
+  /// Adds one gradient penalty's parameter gradient to D's, on the critic
+  /// steps its interval selects, scaled by that interval.
+  template <class Regularizer>
+  void apply_penalty(const tensor& real, const tensor& fake, step_record& record) {
+    if constexpr (penalty<Regularizer>) {
+      if (critic_steps_ % Regularizer::interval != 0) return;
+      const penalty_record result = Regularizer::apply(discriminator_, real, fake, penalty_noise_,
+                                                       static_cast<double>(Regularizer::interval));
+      check_finite_loss(result.value, Regularizer::kind, iteration_);
+      record.penalty += result.value;
+      record.penalty_gradient_norm = result.mean_gradient_norm;
+    }
+  }
+
+  /// Applies every parameter constraint to D.
+  void constrain_discriminator() {
+    [[maybe_unused]] auto apply = [this]<class Regularizer>() {
+      if constexpr (parameter_constraint<Regularizer>)
+        Regularizer::constrain(
+            std::span<scalar>(discriminator_.parameters(), discriminator_model::parameter_count));
+    };
+    (apply.template operator()<Regularizers>(), ...);
+  }
+
+  /// Returns the fake batch for D: `generated` with its first
+  /// round(replay_fraction * batch) samples replaced by past fakes once the
+  /// buffer contains any. The generated samples then enter the buffer.
+  const tensor& mix_replayed_fakes(const tensor& generated, std::size_t batch) {
+    replayed_fake_ = generated;
+    const auto replayed = static_cast<std::size_t>(
+        std::lround(options_.replay_fraction * static_cast<double>(batch)));
+    if (replay_->size() > 0) replay_->draw(Backend::data(replayed_fake_), replayed, replay_noise_);
+    replay_->push(Backend::data(generated), batch, replay_noise_);
+    return replayed_fake_;
+  }
+
+  /// Penalties draw mix factors and the replay buffer draws slots, so their
+  /// generator positions and the buffer go into checkpoints. Trainers with
+  /// neither write nothing extra, so their checkpoints stay as before.
+  static constexpr bool has_penalty = (penalty<Regularizers> || ...);
+
+  void store_regularization_state(io::safetensors& file) {
+    if constexpr (has_penalty) {
+      const auto offset = static_cast<std::int64_t>(penalty_noise_.offset());
+      file.add<std::int64_t>("trainer.penalty_noise", {},
+                             std::span<const std::int64_t>(&offset, 1));
+    }
+    if (!replay_) return;
+    const std::int64_t state[] = {static_cast<std::int64_t>(replay_->size()),
+                                  static_cast<std::int64_t>(replay_noise_.offset())};
+    file.add<std::int64_t>("replay.state", {2}, state);
+    file.add<scalar>("replay.samples", replay_shape(), std::span<const scalar>(replay_->storage()));
+  }
+
+  void check_regularization_state(const io::safetensors& file) const {
+    if constexpr (has_penalty) detail::check_tensor_shape(file, "trainer.penalty_noise", {});
+    if (!replay_) return;
+    detail::check_tensor_shape(file, "replay.state", {2});
+    detail::check_tensor_shape(file, "replay.samples", replay_shape());
+  }
+
+  void load_regularization_state(const io::safetensors& file) {
+    if constexpr (has_penalty) {
+      std::int64_t offset = 0;
+      file.read_into<std::int64_t>("trainer.penalty_noise", {},
+                                   std::span<std::int64_t>(&offset, 1));
+      penalty_noise_.seek(static_cast<std::uint64_t>(offset));
+    }
+    if (!replay_) return;
+    std::int64_t state[2];
+    file.read_into<std::int64_t>("replay.state", {2}, state);
+    file.read_into<scalar>("replay.samples", replay_shape(), replay_->storage());
+    replay_->restore_size(static_cast<std::size_t>(state[0]));
+    replay_noise_.seek(static_cast<std::uint64_t>(state[1]));
+  }
+
+  std::vector<std::size_t> replay_shape() const {
+    return {options_.replay_capacity, sample_shape::channels, sample_shape::height,
+            sample_shape::width};
   }
 
   tensor& fake_logits_scratch() {
@@ -340,9 +482,9 @@ class gan_trainer {
     const auto& metadata = file.metadata();
     const auto format = metadata.find("format");
     if (format == metadata.end() || format->second != checkpoint_format)
-      throw file_error(file.source(), "__metadata__.format",
-                       detail::concat("not an advgan checkpoint (expected format \"",
-                                      checkpoint_format, "\")"));
+      throw file_error(
+          file.source(), "__metadata__.format",
+          detail::concat("not an advgan checkpoint (expected format \"", checkpoint_format, "\")"));
     const auto version = metadata.find("version");
     if (version == metadata.end() || version->second != checkpoint_version)
       throw file_error(file.source(), "__metadata__.version",
@@ -361,8 +503,7 @@ class gan_trainer {
     o.visit_state(optimizer_state_check{file, prefix});
   }
   template <class Optimizer>
-  static void load_optimizer(const io::safetensors& file, const std::string& prefix,
-                             Optimizer& o) {
+  static void load_optimizer(const io::safetensors& file, const std::string& prefix, Optimizer& o) {
     o.visit_state(optimizer_state_load{file, prefix});
   }
 
@@ -403,8 +544,12 @@ class gan_trainer {
   adam<scalar> generator_optimizer_;
   adam<scalar> discriminator_optimizer_;
   ema<scalar> average_;
-  philox noise_;        // latent samples
-  philox layer_noise_;  // stochastic layers such as dropout
+  philox noise_;          // latent samples
+  philox layer_noise_;    // stochastic layers such as dropout
+  philox penalty_noise_;  // mix factors of gradient penalties
+  philox replay_noise_;   // replay buffer slots
+  std::optional<replay_buffer<Backend>> replay_;
+  tensor replayed_fake_;
   tensor fixed_noise_;
   tensor latent_;
   tensor real_logits_;

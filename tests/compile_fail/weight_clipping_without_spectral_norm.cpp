@@ -1,0 +1,13 @@
+// Accepted twin of weight_clipping_with_spectral_norm.cpp: a plain conv2d
+// in place of the spectral_norm one.
+#include <advgan/advgan.hpp>
+
+using namespace advgan;
+
+using generator = sequential<input<4>, dense<16>, reshape<1, 4, 4>, tanh_activation>;
+using critic = sequential<input<1, 4, 4>, conv2d<2, 3>, leaky_relu<>, flatten, dense<1>>;
+
+int main() {
+  gan_trainer<generator, critic, wasserstein, cpu<float>, weight_clipping<>> trainer;
+  return trainer.iteration() == 0 ? 0 : 1;
+}
