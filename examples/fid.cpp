@@ -1,0 +1,351 @@
+// Compares two sets of Fashion-MNIST-like images with domain metrics: the
+// Frechet distance (FID), the kernel distance (KID), precision and recall,
+// all on the features of the committed Fashion-MNIST classifier.
+//
+//   fid /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz out/generator.safetensors
+//
+// These values are domain metrics: they rank generators of this dataset,
+// but they are not comparable with FID or KID computed on InceptionV3
+// features, as papers report them.
+//
+// A source is one of three kinds:
+// - an IDX file of uint8 images, N x 28 x 28 or N x 32 x 32, plain or
+//   gzip-compressed;
+// - a folder of grayscale PNG files that all have one size, 28 x 28 or
+//   32 x 32;
+// - a generator written by dcgan_fashion_mnist (safetensors), from which
+//   --count samples are drawn.
+// SOURCE_A is the reference set: precision is the share of B's samples
+// inside A's manifold, and recall the share of A's inside B's. Any error ends
+// the program with a message and exit status 1. Run with --help for the
+// options.
+
+#include <algorithm>   // std::sort, std::min
+#include <cstdint>     // std::uint8_t, std::uint64_t
+#include <cstdio>      // std::printf, std::fprintf
+#include <exception>   // std::exception
+#include <filesystem>  // std::filesystem
+#include <fstream>     // std::ifstream
+#include <optional>    // std::optional
+#include <string>      // std::string
+#include <vector>      // std::vector
+
+#include <nlohmann/json.hpp>
+
+#include <advgan/advgan.hpp>
+#include <advgan/metrics/domain.hpp>
+#include <advgan/metrics/metrics.hpp>
+
+#include "classifier_model.hpp"
+#include "dcgan_models.hpp"
+
+namespace {
+
+using namespace advgan;
+namespace fs = std::filesystem;
+
+constexpr std::size_t default_generator_count = 10000;
+constexpr std::size_t max_count = 1000000;
+
+struct options {
+  bool json = false;
+  std::string features = "classifier";
+  fs::path classifier = classifier_tools::default_classifier_file();
+  std::optional<std::size_t> count;
+  std::uint64_t seed = 0;
+  int threads = 2;
+  std::string source_a;
+  std::string source_b;
+};
+
+constexpr const char* usage =
+    "usage: fid [options] SOURCE_A SOURCE_B\n"
+    "  SOURCE           an IDX file of uint8 images (N x 28 x 28 or N x 32 x 32, plain\n"
+    "                   or .gz), a folder of grayscale PNG files of one size (28 x 28\n"
+    "                   or 32 x 32), or a generator file written by dcgan_fashion_mnist\n"
+    "  --json           print one JSON object with keys fid, kid, kid_std, precision,\n"
+    "                   recall\n"
+    "  --features NAME  feature extractor; \"classifier\" (the default) is the only one\n"
+    "  --classifier FILE  classifier weights (default the committed\n"
+    "                   examples/weights/fashion_mnist_classifier.safetensors)\n"
+    "  --count N        images per source: the first N of a file or folder (default\n"
+    "                   all), or N generator samples (default 10000)\n"
+    "  --seed N         seed of the generator samples and the KID subsets (default 0)\n"
+    "  --threads N      threads for OpenMP and OpenBLAS (default 2)\n";
+
+std::uint64_t parse_unsigned(const std::string& flag, const std::string& text) {
+  std::size_t used = 0;
+  unsigned long long value = 0;
+  try {
+    value = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty() || text[0] == '-')
+    throw argument_error(detail::concat(flag, ": invalid number \"", text, "\""));
+  return value;
+}
+
+options parse_options(int argc, char** argv) {
+  options parsed;
+  std::vector<std::string> sources;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::printf("%s", usage);
+      std::exit(0);
+    }
+    if (flag == "--json") {
+      parsed.json = true;
+      continue;
+    }
+    if (flag.size() < 2 || flag.compare(0, 2, "--") != 0) {
+      sources.push_back(flag);
+      continue;
+    }
+    if (i + 1 >= argc) throw argument_error(detail::concat(flag, ": missing value\n", usage));
+    const std::string value = argv[++i];
+    if (flag == "--features")
+      parsed.features = value;
+    else if (flag == "--classifier")
+      parsed.classifier = value;
+    else if (flag == "--count")
+      parsed.count = parse_unsigned(flag, value);
+    else if (flag == "--seed")
+      parsed.seed = parse_unsigned(flag, value);
+    else if (flag == "--threads")
+      parsed.threads = static_cast<int>(parse_unsigned(flag, value));
+    else
+      throw argument_error(detail::concat("unknown option ", flag, "\n", usage));
+  }
+  if (parsed.features != "classifier") {
+    throw argument_error(detail::concat("--features: unknown extractor \"", parsed.features,
+                                        "\"; accepted names: classifier"));
+  }
+  if (sources.size() != 2) {
+    throw argument_error(detail::concat("expected two sources, got ", sources.size(), "\n", usage));
+  }
+  // The upper bound is the generate tool's, and it keeps the float images of
+  // a generator source (4 KiB each) under 4.1 GB.
+  if (parsed.count && (*parsed.count < 2 || *parsed.count > max_count)) {
+    throw argument_error(
+        detail::concat("--count: expected 2 to ", max_count, ", got ", *parsed.count));
+  }
+  parsed.source_a = sources[0];
+  parsed.source_b = sources[1];
+  return parsed;
+}
+
+bool supported_size(std::size_t height, std::size_t width) {
+  return (height == 28 && width == 28) || (height == 32 && width == 32);
+}
+
+/// 8-bit grayscale images of one size, row-major.
+struct byte_images {
+  std::size_t count = 0, height = 0, width = 0;
+  std::vector<std::uint8_t> pixels;
+};
+
+/// Keeps the first `count` images; throws if there are fewer.
+void take_first(byte_images& images, std::size_t count, const std::string& source) {
+  if (count > images.count) {
+    throw argument_error(detail::concat(source, ": --count ", count, " exceeds the ", images.count,
+                                        " images it contains"));
+  }
+  images.count = count;
+  images.pixels.resize(count * images.height * images.width);
+}
+
+byte_images read_idx_source(const std::string& path, std::optional<std::size_t> count) {
+  std::vector<std::size_t> dims;
+  byte_images images;
+  images.pixels = data::read_idx_u8(path, 3, dims);
+  images.count = dims[0];
+  images.height = dims[1];
+  images.width = dims[2];
+  if (!supported_size(images.height, images.width)) {
+    throw file_error(path, "dimensions",
+                     detail::concat("images of ", images.height, " x ", images.width,
+                                    " pixels; expected 28 x 28 or 32 x 32"),
+                     4);
+  }
+  if (count) take_first(images, *count, path);
+  return images;
+}
+
+/// Reads every file of `folder` in name order (the first `count` when
+/// given) as a grayscale PNG; all must have one supported size.
+byte_images read_png_folder(const fs::path& folder, std::optional<std::size_t> count) {
+  std::vector<fs::path> files;
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder)) {
+    files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw file_error(folder.string(), "", "the folder contains no PNG files");
+  if (count) {
+    if (*count > files.size()) {
+      throw argument_error(detail::concat(folder.string(), ": --count ", *count, " exceeds the ",
+                                          files.size(), " files it contains"));
+    }
+    files.resize(*count);
+  }
+
+  byte_images images;
+  fs::path first;
+  for (const fs::path& file : files) {
+    if (!fs::is_regular_file(file))
+      throw file_error(file.string(), "",
+                       "not a regular file; the folder must contain PNG files only");
+    const io::png_image image = io::read_png(file);
+    if (image.channels != 1) {
+      throw file_error(file.string(), "color type",
+                       detail::concat(image.channels, " channels; expected a grayscale PNG"));
+    }
+    if (images.count == 0) {
+      if (!supported_size(image.height, image.width)) {
+        throw file_error(file.string(), "size",
+                         detail::concat(image.width, " x ", image.height,
+                                        " pixels; expected 28 x 28 or 32 x 32"));
+      }
+      first = file;
+      images.height = image.height;
+      images.width = image.width;
+    } else if (image.height != images.height || image.width != images.width) {
+      throw file_error(
+          file.string(), "size",
+          detail::concat(image.width, " x ", image.height, " pixels, but ", first.string(), " has ",
+                         images.width, " x ", images.height, "; all images must have one size"));
+    }
+    images.pixels.insert(images.pixels.end(), image.pixels.begin(), image.pixels.end());
+    ++images.count;
+  }
+  return images;
+}
+
+template <std::size_t Width>
+std::vector<float> generate_samples(const io::safetensors& file, std::size_t count,
+                                    std::uint64_t seed) {
+  auto generator = std::make_unique<model<dcgan::generator<Width>, cpu<float>>>();
+  load_model(file, "", *generator);
+  generator->eval();
+  philox noise(seed);
+  std::vector<float> samples;
+  cpu<float>::tensor latent;
+  constexpr std::size_t chunk = 250;  // bounds the activations' memory
+  for (std::size_t done = 0; done < count; done += chunk) {
+    const std::size_t batch = std::min(chunk, count - done);
+    cpu<float>::resize(latent, batch, 100, 1, 1);
+    cpu<float>::fill_normal(latent.data(), latent.size(), noise, 0, 1);
+    const cpu<float>::tensor& images = generator->forward(latent);
+    const std::size_t bad = cpu<float>::first_non_finite(images.data(), images.size());
+    if (bad < images.size()) {
+      throw numeric_error(file.source(), 0, "generated images", done * 32 * 32 + bad,
+                          images.data()[bad]);
+    }
+    samples.insert(samples.end(), images.data(), images.data() + images.size());
+  }
+  return samples;
+}
+
+/// Draws `count` samples from a generator file of either demo width.
+std::vector<float> read_generator_source(const std::string& path, std::size_t count,
+                                         std::uint64_t seed) {
+  const io::safetensors file = io::safetensors::load(path);
+  // The first layer's weight is (100, 4 * Width, 4, 4), which gives the width.
+  const io::tensor_data& first = file.at("0.weight");
+  const std::size_t width = first.shape.size() == 4 ? first.shape[1] / 4 : 0;
+  if (width == dcgan::small_width) return generate_samples<dcgan::small_width>(file, count, seed);
+  if (width == dcgan::reference_width)
+    return generate_samples<dcgan::reference_width>(file, count, seed);
+  throw file_error(path, "0.weight",
+                   detail::concat("shape ", io::detail::shape_text(first.shape),
+                                  " is not the first layer of a known DCGAN generator "
+                                  "(expected (100, 128, 4, 4) or (100, 512, 4, 4))"));
+}
+
+enum class source_kind { idx, png_folder, generator };
+
+/// Tells the kind of a source from its first bytes: gzip data or 00 00 for
+/// IDX, an 8-byte length and "{" for safetensors.
+source_kind detect_kind(const std::string& path) {
+  if (!fs::exists(path)) throw file_error(path, "", "not found");
+  if (fs::is_directory(path)) return source_kind::png_folder;
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw file_error(path, "", "cannot open the file for reading");
+  unsigned char head[9] = {};
+  file.read(reinterpret_cast<char*>(head), sizeof head);
+  const std::size_t size = static_cast<std::size_t>(file.gcount());
+  if (size >= 2 && ((head[0] == 0x1F && head[1] == 0x8B) || (head[0] == 0 && head[1] == 0)))
+    return source_kind::idx;
+  if (size == sizeof head && head[8] == '{') return source_kind::generator;
+  throw file_error(path, "",
+                   "neither an IDX file (plain or gzip), a safetensors generator "
+                   "nor a folder of PNG files");
+}
+
+domain_feature_set source_features(domain_features& extractor, const std::string& path,
+                                   const options& opts) {
+  switch (detect_kind(path)) {
+    case source_kind::idx: {
+      const byte_images images = read_idx_source(path, opts.count);
+      return extractor.extract(std::span<const std::uint8_t>(images.pixels), images.height,
+                               images.width);
+    }
+    case source_kind::png_folder: {
+      const byte_images images = read_png_folder(path, opts.count);
+      return extractor.extract(std::span<const std::uint8_t>(images.pixels), images.height,
+                               images.width);
+    }
+    default: {
+      const std::vector<float> samples =
+          read_generator_source(path, opts.count.value_or(default_generator_count), opts.seed);
+      return extractor.extract(std::span<const float>(samples));
+    }
+  }
+}
+
+void run(const options& opts) {
+  set_threads(opts.threads);
+  if (!fs::exists(opts.classifier)) {
+    throw file_error(opts.classifier.string(), "",
+                     "classifier weights not found; pass --classifier FILE");
+  }
+  domain_features extractor(opts.classifier);
+  const domain_feature_set a = source_features(extractor, opts.source_a, opts);
+  const domain_feature_set b = source_features(extractor, opts.source_b, opts);
+
+  const frechet_result fid = frechet_distance(a.features, b.features);
+  for (const std::string& warning : fid.warnings)
+    std::fprintf(stderr, "fid: warning: %s\n", warning.c_str());
+  kid_options kid_settings;
+  kid_settings.subset_size = std::min<std::size_t>({1000, a.features.rows, b.features.rows});
+  kid_settings.seed = opts.seed;
+  const kid_result kid = kernel_inception_distance(a.features, b.features, kid_settings);
+  const precision_recall_result manifold = precision_recall(a.features, b.features);
+
+  if (opts.json) {
+    const nlohmann::json result = {{"fid", fid.value},
+                                   {"kid", kid.mean},
+                                   {"kid_std", kid.stddev},
+                                   {"precision", manifold.precision},
+                                   {"recall", manifold.recall}};
+    std::printf("%s\n", result.dump().c_str());
+    return;
+  }
+  std::printf("fid        %.6g\n", fid.value);
+  std::printf("kid        %.6g +- %.2g\n", kid.mean, kid.stddev);
+  std::printf("precision  %.4f\n", manifold.precision);
+  std::printf("recall     %.4f\n", manifold.recall);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    run(parse_options(argc, argv));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fid: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
