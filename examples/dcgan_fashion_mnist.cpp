@@ -46,6 +46,9 @@ struct options {
   std::string width = "small";
   std::size_t limit = 0;  // 0 = the whole training set
   bool metrics = true;
+  // Keeps the default run, with its end-of-epoch metrics, within 5 minutes
+  // of wall time on two cores; 0 removes the limit.
+  double max_seconds = 270;
   std::string classifier = classifier_tools::default_classifier_file().string();
 };
 
@@ -63,6 +66,8 @@ constexpr const char* usage =
     "  --width NAME     small (G 128-64-32, D 32-64-128) or reference\n"
     "                   (G 512-256-128, D 64-128-256) (default small)\n"
     "  --limit N        train on the first N images only (default: all)\n"
+    "  --max-seconds S  stop training after S seconds of wall time and write the\n"
+    "                   outputs as at the end of an epoch; 0 = no limit (default 270)\n"
     "  --no-metrics     skip the end-of-epoch domain FID, KID and mode coverage\n"
     "  --classifier FILE  classifier weights for those metrics (default the committed\n"
     "                   examples/weights/fashion_mnist_classifier.safetensors)\n";
@@ -98,17 +103,30 @@ options parse_options(int argc, char** argv) {
     }
     if (i + 1 >= argc) throw argument_error(detail::concat(flag, ": missing value\n", usage));
     const std::string value = argv[++i];
-    if (flag == "--epochs") parsed.epochs = parse_unsigned(flag, value);
-    else if (flag == "--batch-size") parsed.batch_size = parse_unsigned(flag, value);
-    else if (flag == "--lr") parsed.lr = std::stod(value);
-    else if (flag == "--out") parsed.out = value;
-    else if (flag == "--threads") parsed.threads = static_cast<int>(parse_unsigned(flag, value));
-    else if (flag == "--seed") parsed.seed = parse_unsigned(flag, value);
-    else if (flag == "--data") parsed.data = value;
-    else if (flag == "--width") parsed.width = value;
-    else if (flag == "--limit") parsed.limit = parse_unsigned(flag, value);
-    else if (flag == "--classifier") parsed.classifier = value;
-    else throw argument_error(detail::concat("unknown option ", flag, "\n", usage));
+    if (flag == "--epochs")
+      parsed.epochs = parse_unsigned(flag, value);
+    else if (flag == "--batch-size")
+      parsed.batch_size = parse_unsigned(flag, value);
+    else if (flag == "--lr")
+      parsed.lr = std::stod(value);
+    else if (flag == "--out")
+      parsed.out = value;
+    else if (flag == "--threads")
+      parsed.threads = static_cast<int>(parse_unsigned(flag, value));
+    else if (flag == "--seed")
+      parsed.seed = parse_unsigned(flag, value);
+    else if (flag == "--data")
+      parsed.data = value;
+    else if (flag == "--width")
+      parsed.width = value;
+    else if (flag == "--limit")
+      parsed.limit = parse_unsigned(flag, value);
+    else if (flag == "--max-seconds")
+      parsed.max_seconds = static_cast<double>(parse_unsigned(flag, value));
+    else if (flag == "--classifier")
+      parsed.classifier = value;
+    else
+      throw argument_error(detail::concat("unknown option ", flag, "\n", usage));
   }
   if (parsed.width != "small" && parsed.width != "reference")
     throw argument_error("--width: expected small or reference, got " + parsed.width);
@@ -196,9 +214,9 @@ void run(const options& opts) {
   settings.seed = opts.seed;
   settings.generator_optimizer.lr = opts.lr;
   settings.discriminator_optimizer.lr = opts.lr;
-  using trainer_type = gan_trainer<dcgan::generator<GeneratorWidth>,
-                                   dcgan::discriminator<DiscriminatorWidth>, non_saturating,
-                                   cpu<float>>;
+  using trainer_type =
+      gan_trainer<dcgan::generator<GeneratorWidth>, dcgan::discriminator<DiscriminatorWidth>,
+                  non_saturating, cpu<float>>;
   auto trainer = std::make_unique<trainer_type>(settings);
 
   std::size_t first_epoch = 0;
@@ -207,8 +225,8 @@ void run(const options& opts) {
     batches.restore({static_cast<std::uint64_t>(extra.at("batcher_epoch")),
                      static_cast<std::uint64_t>(extra.at("batcher_position"))});
     first_epoch = static_cast<std::size_t>(extra.at("epochs_done"));
-    std::printf("resumed from %s at epoch %zu, iteration %lld\n", checkpoint.c_str(),
-                first_epoch, static_cast<long long>(trainer->iteration()));
+    std::printf("resumed from %s at epoch %zu, iteration %lld\n", checkpoint.c_str(), first_epoch,
+                static_cast<long long>(trainer->iteration()));
   }
 
   const std::int64_t per_epoch = static_cast<std::int64_t>(batches.batches_per_epoch());
@@ -216,38 +234,49 @@ void run(const options& opts) {
   progress_meter meter(total, trainer->iteration());
   metrics_log log(out / "metrics.jsonl");
   const bool terminal = isatty(fileno(stdout)) != 0;
-  std::printf("training on %zu images, %lld batches of %zu per epoch, %zu threads\n",
-              images.count, static_cast<long long>(per_epoch), opts.batch_size,
+  std::printf("training on %zu images, %lld batches of %zu per epoch, %zu threads\n", images.count,
+              static_cast<long long>(per_epoch), opts.batch_size,
               static_cast<std::size_t>(opts.threads));
 
   cpu<float>::tensor real;
   cpu<float>::resize(real, opts.batch_size, 1, 32, 32);
   std::vector<std::int64_t> labels(opts.batch_size);
-  for (std::size_t epoch = first_epoch; epoch < opts.epochs; ++epoch) {
+  bool out_of_time = false;
+  for (std::size_t epoch = first_epoch; epoch < opts.epochs && !out_of_time; ++epoch) {
     step_record record;
     while (batches.next(std::span<float>(real.data(), real.size()), labels)) {
+      if (opts.max_seconds > 0 && meter.elapsed_seconds() >= opts.max_seconds) {
+        out_of_time = true;  // the batch just drawn is left for a resumed run
+        break;
+      }
       record = trainer->step(real);
       if (record.iteration % 10 == 0)
-        log.write({{"iteration", record.iteration}, {"epoch", epoch + 1},
-                   {"d_loss", record.discriminator_loss}, {"g_loss", record.generator_loss},
-                   {"d_real", record.real_score}, {"d_fake", record.fake_score},
+        log.write({{"iteration", record.iteration},
+                   {"epoch", epoch + 1},
+                   {"d_loss", record.discriminator_loss},
+                   {"g_loss", record.generator_loss},
+                   {"d_real", record.real_score},
+                   {"d_fake", record.fake_score},
                    {"it_per_s", meter.rate(record.iteration)}});
       if (terminal) {
         std::printf("\repoch %zu/%zu %s", epoch + 1, opts.epochs, meter.line(record, true).c_str());
         std::fflush(stdout);
       } else if (record.iteration % 100 == 0) {
-        std::printf("epoch %zu/%zu %s\n", epoch + 1, opts.epochs, meter.line(record, false).c_str());
+        std::printf("epoch %zu/%zu %s\n", epoch + 1, opts.epochs,
+                    meter.line(record, false).c_str());
         std::fflush(stdout);
       }
     }
     const auto grid = out / detail::concat("epoch_", epoch + 1, ".png");
     write_grid(*trainer, grid);
-    const auto state = batches.state();
-    trainer->save_checkpoint(checkpoint,
-                             {{"batcher_epoch", static_cast<std::int64_t>(state.epoch)},
-                              {"batcher_position", static_cast<std::int64_t>(state.position)},
-                              {"epochs_done", static_cast<std::int64_t>(epoch + 1)}});
-    log.write({{"epoch_end", epoch + 1}, {"iteration", trainer->iteration()},
+    auto state = batches.state();
+    if (out_of_time) state.position -= opts.batch_size;  // the drawn batch was not trained on
+    trainer->save_checkpoint(
+        checkpoint, {{"batcher_epoch", static_cast<std::int64_t>(state.epoch)},
+                     {"batcher_position", static_cast<std::int64_t>(state.position)},
+                     {"epochs_done", static_cast<std::int64_t>(out_of_time ? epoch : epoch + 1)}});
+    log.write({{"epoch_end", epoch + 1},
+               {"iteration", trainer->iteration()},
                {"seconds", meter.elapsed_seconds()}});
     if (terminal) std::printf("\n");
     const std::string scores = scorer ? score_epoch(*scorer, *trainer, epoch + 1, log) : "";

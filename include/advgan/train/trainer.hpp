@@ -18,6 +18,7 @@
 // each fake batch that D gets in step 3.
 
 #include <cmath>       // std::lround
+#include <algorithm>   // std::min
 #include <cstddef>     // std::size_t
 #include <cstdint>     // std::int64_t, std::uint64_t
 #include <filesystem>  // std::filesystem::path
@@ -44,7 +45,10 @@ struct trainer_options {
   std::size_t n_critic = 1;
   adam_options generator_optimizer{2e-4, 0.5, 0.999};
   adam_options discriminator_optimizer{2e-4, 0.5, 0.999};
-  /// Decay of the generator's exponential moving average.
+  /// Decay of the generator's exponential moving average. Early updates use
+  /// the smaller (1 + t) / (10 + t) after t updates, so the average follows
+  /// the fast-changing weights of the first steps instead of staying near
+  /// the initial ones.
   double ema_decay = 0.999;
   init_scheme init = init_scheme::dcgan;
   /// Samples in the fixed noise batch used for sample grids.
@@ -383,6 +387,8 @@ requires objective<Objective> &&(regularizer<Regularizers>&&...) class gan_train
     // 6. The update, then the running average of the generator's weights.
     generator_optimizer_.step({generator_.parameters(), generator_model::parameter_count},
                               {generator_.gradients(), generator_model::parameter_count});
+    const auto updates = static_cast<double>(average_.update_count());
+    average_.set_decay(std::min(options_.ema_decay, (1.0 + updates) / (10.0 + updates)));
     average_.update(
         std::span<const scalar>(generator_.parameters(), generator_model::parameter_count));
     last_generator_loss_ = loss;
