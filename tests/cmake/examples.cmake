@@ -19,9 +19,8 @@ add_test(NAME examples.resume_bit_identical
     -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/resume_bit_identical.cmake)
 
 add_test(NAME examples.generate_rejects_bad_files
-  COMMAND ${CMAKE_COMMAND} -DGENERATE=$<TARGET_FILE:generate>
-    -DWORK=${advgan_example_work}/hostile
-    -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/generate_bad_files.cmake)
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/scripts/generate_bad_files.sh $<TARGET_FILE:generate>
+    ${advgan_example_work}/hostile)
 
 # Needs python3-torch; the script exits with 77 when it is missing, which
 # CTest reports as skipped.
