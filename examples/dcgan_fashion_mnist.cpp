@@ -48,7 +48,7 @@ struct options {
   bool metrics = true;
   // Keeps the default run, with its end-of-epoch metrics, within 5 minutes
   // of wall time on two cores; 0 removes the limit.
-  double max_seconds = 270;
+  double max_seconds = 240;
   std::string classifier = classifier_tools::default_classifier_file().string();
 };
 
@@ -67,7 +67,7 @@ constexpr const char* usage =
     "                   (G 512-256-128, D 64-128-256) (default small)\n"
     "  --limit N        train on the first N images only (default: all)\n"
     "  --max-seconds S  stop training after S seconds of wall time and write the\n"
-    "                   outputs as at the end of an epoch; 0 = no limit (default 270)\n"
+    "                   outputs as at the end of an epoch; 0 = no limit (default 240)\n"
     "  --no-metrics     skip the end-of-epoch domain FID, KID and mode coverage\n"
     "  --classifier FILE  classifier weights for those metrics (default the committed\n"
     "                   examples/weights/fashion_mnist_classifier.safetensors)\n";

@@ -8,11 +8,11 @@
 
 #include <omp.h>
 
-#include <algorithm>  // std::fill_n, std::min
+#include <algorithm>  // std::copy, std::copy_n, std::fill, std::fill_n, std::min
+#include <array>      // std::array
 #include <cmath>      // std::isfinite, std::isnan
 #include <concepts>   // std::floating_point
 #include <cstddef>    // std::size_t, std::ptrdiff_t
-#include <array>      // std::array
 #include <utility>    // std::index_sequence
 #include <vector>     // std::vector
 
@@ -32,8 +32,10 @@ int openblas_get_num_threads(void);
 namespace advgan {
 
 /// Sets the thread count of both OpenMP (advgan's own loops) and OpenBLAS
-/// (GEMM). Both run one after the other, never at once, so the two pools
-/// never compete for the same cores.
+/// (GEMM). advgan's layers run their GEMMs on the OpenMP threads, with
+/// OpenBLAS set to one thread meanwhile. OpenBLAS's own threads then serve
+/// only GEMMs that the main thread runs between parallel regions, so the
+/// two thread pools never run at once.
 inline void set_threads(int threads) {
   if (threads < 1) throw argument_error(detail::concat("thread count must be >= 1, got ", threads));
   omp_set_num_threads(threads);
@@ -59,6 +61,14 @@ inline constexpr double gemm_split_work = 1 << 18;
 /// or leaves the threading to OpenBLAS (false). The benchmarks switch it to
 /// compare the two.
 inline bool gemm_split_enabled = true;
+
+/// Whether convolution layers run their chunks of samples as parallel
+/// tasks (true) or one after another with each step split across the
+/// threads (false). The benchmarks switch it to compare the two.
+inline bool task_parallel_enabled = true;
+
+/// Maximum number of threads that parallel_sum_tasks uses.
+inline constexpr int max_task_threads = 64;
 
 /// Element count from which the copy loops (im2col, col2im, layout
 /// changes) run on all OpenMP threads.
@@ -94,9 +104,10 @@ constexpr column_phase phase_of(std::ptrdiff_t offset, std::size_t stride) {
   return {static_cast<std::size_t>(phase), (offset - phase) / s};
 }
 
-/// Where kernel column j reads in an image row: output columns [first, last)
-/// read input column ox * stride + offset, which lies inside the image, and
-/// that column is entry ox + shift of column phase `phase`.
+/// The input columns that kernel column j reads in an image row. Output
+/// columns [first, last) read input column ox * stride + offset, which lies
+/// inside the image, and that column is entry ox + shift of column phase
+/// `phase`.
 struct column_tap {
   std::size_t first = 0;
   std::size_t last = 0;
@@ -155,8 +166,9 @@ struct conv_geometry {
     return static_cast<std::ptrdiff_t>(oy * stride + i) - static_cast<std::ptrdiff_t>(padding);
   }
 
-  /// The columns that kernel column j reads; looked up for kernels up to
-  /// tabulated_taps wide, since the loops ask for it once per image row.
+  /// Returns the columns that kernel column j reads. Kernels up to
+  /// tabulated_taps wide look them up in a table, because the loops ask once
+  /// per image row.
   column_tap tap(std::size_t j) const {
     return j < tabulated_taps ? taps_[j] : make_tap(width, out_w, stride, padding, j);
   }
@@ -166,7 +178,7 @@ struct conv_geometry {
   std::array<column_tap, tabulated_taps> taps_{};
 };
 
-/// A convolution geometry fixed at compile time, as the layers know it, so
+/// A convolution geometry fixed at compile time, as the layers have it, so
 /// the compiler unrolls the short loops over kernel taps and image rows.
 template <std::size_t Height, std::size_t Width, std::size_t Kernel, std::size_t Stride,
           std::size_t Padding>
@@ -207,7 +219,8 @@ void for_each_column_tap(const Geometry& g, Function&& f) {
   if constexpr (Geometry::fixed) {
     [&]<std::size_t... J>(std::index_sequence<J...>) {
       (f(J, fixed_column_tap<Geometry, J>{}), ...);
-    }(std::make_index_sequence<Geometry::kernel>{});
+    }
+    (std::make_index_sequence<Geometry::kernel>{});
   } else {
     for (std::size_t j = 0; j < g.kernel; ++j) f(j, g.tap(j));
   }
@@ -223,12 +236,15 @@ struct cpu {
 
   static constexpr const char* name = "cpu";
 
-  /// Largest im2col matrix (and channel-major copy), in elements, that a
-  /// convolution layer lowers at once; a larger batch is processed in chunks
-  /// of samples. 4 MiB of float stays in the L3 cache between lowering it
-  /// and the GEMM that reads it, and still gives the GEMM hundreds of
-  /// columns.
-  static inline std::size_t lowering_budget = std::size_t{1} << 20;
+  /// Maximum size, in values, of the im2col matrix (and of the channel-major
+  /// copy) that a convolution layer lowers at once. A larger batch goes in
+  /// chunks of samples, one parallel task per chunk. 4 MiB of float stays in
+  /// the L3 cache between the lowering and the GEMM that reads it. A smaller
+  /// budget makes OpenBLAS pack the weights once more per chunk. On the
+  /// reference DCGAN (AMD EPYC, OpenBLAS 0.3.21), 2^19 values raised the
+  /// packing share of the profile from 9.6% to 10.2% and 2^21 lowered it to
+  /// 8.9%. The iteration times stayed within the 3% run-to-run noise.
+  static constexpr std::size_t lowering_budget = std::size_t{1} << 20;
 
   // -- Tensors ---------------------------------------------------------------
 
@@ -248,7 +264,21 @@ struct cpu {
   static Scalar* data(tensor& t) { return t.data(); }
   static const Scalar* data(const tensor& t) { return t.data(); }
 
-  static void fill(Scalar* x, std::size_t n, Scalar value) { std::fill_n(x, n, value); }
+  /// Sets n values to `value`. Long arrays, such as a model's gradients, are
+  /// split across the OpenMP threads, as in copy.
+  static void fill(Scalar* x, std::size_t n, Scalar value) {
+    parallel_blocks(
+        n, [=](std::size_t begin, std::size_t end) { std::fill(x + begin, x + end, value); },
+        parallel_fill_elements);
+  }
+  static void copy(const Scalar* from, std::size_t n, Scalar* to) {
+    parallel_blocks(
+        n,
+        [=](std::size_t begin, std::size_t end) {
+          std::copy(from + begin, from + end, to + begin);
+        },
+        parallel_fill_elements);
+  }
 
   /// Returns scratch memory for at least `count` values. Convolution layers
   /// keep their im2col matrices and layout copies here, which live only
@@ -261,7 +291,6 @@ struct cpu {
     if (buffer.size() < count) buffer.resize(count);
     return buffer.data();
   }
-  static void copy(const Scalar* from, std::size_t n, Scalar* to) { std::copy_n(from, n, to); }
 
   // -- Loops -----------------------------------------------------------------
 
@@ -300,6 +329,77 @@ struct cpu {
     }
   }
 
+  /// Calls task(i) for i in [0, count), each call on one OpenMP thread and
+  /// the calls handed out one at a time, so a thread that gets less of the
+  /// machine takes fewer tasks. Tasks must write disjoint outputs, and then
+  /// the results do not depend on which thread ran which task. OpenBLAS runs
+  /// single-threaded meanwhile, so each task can run its own GEMMs. A
+  /// convolution layer processes one chunk of samples per task: lowering,
+  /// GEMM and layout copy on one thread, with no barrier between them.
+  /// NOTE: an exception that leaves a task inside the parallel region ends
+  /// the program (std::terminate), std::bad_alloc from a thread's first
+  /// workspace request included.
+  template <class Task>
+  static void parallel_tasks(std::size_t count, Task&& task) {
+    const int threads = task_threads(count);
+    if (threads == 1) {
+      for (std::size_t i = 0; i < count; ++i) task(i);
+      return;
+    }
+    const detail::openblas_single_thread single_thread;
+    const auto task_count = static_cast<std::ptrdiff_t>(count);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (std::ptrdiff_t i = 0; i < task_count; ++i) task(static_cast<std::size_t>(i));
+  }
+
+  /// Runs tasks as parallel_tasks does, for tasks that each add a share to
+  /// one sum of `size` values, such as a weight gradient: task(i, partial,
+  /// beta) sets partial = beta * partial + its share. The first thread adds
+  /// onto `sum` itself. Every other thread builds a partial sum in memory of
+  /// its own, and these are added to `sum` once all tasks have run.
+  ///
+  /// Unlike parallel_tasks, thread t runs tasks t, t + T, t + 2T, ... in
+  /// order, and the partial sums are added in thread order, so the sum is
+  /// the same bit for bit on every run with the same thread count. Different
+  /// thread counts round differently.
+  template <class Task>
+  static void parallel_sum_tasks(std::size_t count, Scalar* sum, std::size_t size, Task&& task) {
+    const int threads = task_threads(count);
+    if (threads == 1) {
+      for (std::size_t i = 0; i < count; ++i) task(i, sum, Scalar(1));
+      return;
+    }
+    const detail::openblas_single_thread single_thread;
+    std::array<Scalar*, detail::max_task_threads> partials{};
+    const auto task_count = static_cast<std::ptrdiff_t>(count);
+#pragma omp parallel num_threads(threads)
+    {
+      const int thread = omp_get_thread_num();
+      Scalar* partial = thread == 0 ? sum : nullptr;
+#pragma omp for schedule(static, 1)
+      for (std::ptrdiff_t i = 0; i < task_count; ++i) {
+        // The first task of another thread overwrites its partial sum (beta
+        // = 0), so the sum needs no zeroing.
+        const bool first = partial == nullptr;
+        if (first) partial = partial_sum_buffer(size);
+        task(static_cast<std::size_t>(i), partial, first ? Scalar(0) : Scalar(1));
+      }
+      partials[static_cast<std::size_t>(thread)] = thread == 0 ? nullptr : partial;
+#pragma omp barrier
+      // Each thread adds its own slice of every partial sum to `sum`.
+      const auto parts = static_cast<std::size_t>(omp_get_num_threads());
+      const std::size_t block = (size / parts + 15) / 16 * 16;
+      const std::size_t begin = std::min(size, static_cast<std::size_t>(thread) * block);
+      const std::size_t end =
+          static_cast<std::size_t>(thread) + 1 == parts ? size : std::min(size, begin + block);
+      for (std::size_t t = 1; t < parts; ++t) {
+        const Scalar* values = partials[t];
+        if (values == nullptr) continue;
+        for (std::size_t j = begin; j < end; ++j) sum[j] += values[j];
+      }
+    }
+  }
+
   // -- Linear algebra --------------------------------------------------------
 
   /// C = alpha * op(A) * op(B) + beta * C with row-major operands, where
@@ -307,9 +407,10 @@ struct cpu {
   ///
   /// With more than one OpenMP thread and enough work, the product is split
   /// into one block of rows or columns of C per thread, and each thread runs
-  /// OpenBLAS single-threaded on its block: all of advgan's parallel work then
-  /// runs on the one OpenMP thread pool, and OpenBLAS's own threads stay
-  /// asleep instead of spinning on the cores that the OpenMP loops use.
+  /// OpenBLAS single-threaded on its block. All of advgan's parallel work
+  /// then runs on the one OpenMP thread pool, and OpenBLAS's own threads
+  /// stay asleep instead of spinning on the cores that the OpenMP loops use.
+  /// Inside a parallel region gemm calls OpenBLAS directly.
   static void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
                    Scalar alpha, const Scalar* a, std::size_t lda, const Scalar* b, std::size_t ldb,
                    Scalar beta, Scalar* c, std::size_t ldc) {
@@ -326,8 +427,8 @@ struct cpu {
       return;
     }
     const detail::openblas_single_thread single_thread;
-    // Split the longer side of C, in multiples of 16 (the register block of
-    // OpenBLAS's sgemm and dgemm kernels), so each part keeps whole blocks.
+    // Split the longer side of C in multiples of 16, so that a split of the
+    // columns gives each thread whole cache lines of C.
     const bool split_rows = m > n;
     const std::size_t length = split_rows ? m : n;
 #pragma omp parallel num_threads(threads)
@@ -339,8 +440,7 @@ struct cpu {
       const std::size_t end = part + 1 == parts ? length : std::min(length, begin + block);
       if (begin < end && split_rows) {
         blas_gemm(transpose_a, transpose_b, end - begin, n, k, alpha,
-                  a + (transpose_a ? begin : begin * lda), lda, b, ldb, beta, c + begin * ldc,
-                  ldc);
+                  a + (transpose_a ? begin : begin * lda), lda, b, ldb, beta, c + begin * ldc, ldc);
       } else if (begin < end) {
         blas_gemm(transpose_a, transpose_b, m, end - begin, k, alpha, a, lda,
                   b + (transpose_b ? begin * ldb : begin), ldb, beta, c + begin, ldc);
@@ -366,10 +466,10 @@ struct cpu {
   }
 
   /// Lowers `count` images (each channels x height x width, NCHW) to one
-  /// matrix of channels * kernel * kernel rows, where row (c * kernel + i) *
-  /// kernel + j holds, for every sample n, output pixel (oy, ox) at column
-  /// n * oh * ow + oy * ow + ox the value x[n][c][oy * s - p + i][ox * s - p + j]
-  /// (0 in the padding). One GEMM with this matrix convolves the whole batch.
+  /// matrix with channels * kernel * kernel rows and count * oh * ow columns:
+  /// col[(c * kernel + i) * kernel + j][n * oh * ow + oy * ow + ox] =
+  /// x[n][c][oy * s - p + i][ox * s - p + j], or 0 in the padding. One GEMM
+  /// with this matrix convolves all the samples.
   static void im2col_batch(const Scalar* x, std::size_t count, std::size_t channels,
                            std::size_t height, std::size_t width, std::size_t kernel,
                            std::size_t stride, std::size_t padding, Scalar* col) {
@@ -377,8 +477,8 @@ struct cpu {
                 col);
   }
 
-  /// im2col_batch for a geometry known at compile time, as a layer knows it;
-  /// the short loops over kernel taps and image rows then unroll.
+  /// Lowers like im2col_batch, for a geometry fixed at compile time, as the
+  /// layers have it, so the short loops over kernel taps and rows unroll.
   template <std::size_t Height, std::size_t Width, std::size_t Kernel, std::size_t Stride,
             std::size_t Padding>
   static void im2col_batch(const Scalar* x, std::size_t count, std::size_t channels, Scalar* col) {
@@ -395,7 +495,7 @@ struct cpu {
                 x);
   }
 
-  /// col2im_batch for a geometry known at compile time.
+  /// Adds back like col2im_batch, for a geometry fixed at compile time.
   template <std::size_t Height, std::size_t Width, std::size_t Kernel, std::size_t Stride,
             std::size_t Padding>
   static void col2im_batch(const Scalar* col, std::size_t count, std::size_t channels, Scalar* x) {
@@ -414,8 +514,7 @@ struct cpu {
     for (std::ptrdiff_t c = 0; c < channel_count; ++c) {
       const auto channel = static_cast<std::size_t>(c);
       for (std::size_t n = 0; n < count; ++n)
-        std::copy_n(x + (n * channels + channel) * area, area,
-                    out + (channel * count + n) * area);
+        std::copy_n(x + (n * channels + channel) * area, area, out + (channel * count + n) * area);
     }
   }
 
@@ -429,8 +528,7 @@ struct cpu {
     for (std::ptrdiff_t c = 0; c < channel_count; ++c) {
       const auto channel = static_cast<std::size_t>(c);
       for (std::size_t n = 0; n < count; ++n)
-        std::copy_n(in + (channel * count + n) * area, area,
-                    x + (n * channels + channel) * area);
+        std::copy_n(in + (channel * count + n) * area, area, x + (n * channels + channel) * area);
     }
   }
 
@@ -453,11 +551,11 @@ struct cpu {
   /// Returns the index of the first NaN or infinity, or n if all are finite.
   static std::size_t first_non_finite(const Scalar* x, std::size_t n) {
     // x * 0 is NaN exactly for NaN and infinity, so one vectorised sum finds
-    // whether any value is not finite; only then does a scalar loop look for
+    // whether any value is not finite. Only then does a scalar loop look for
     // the first one.
     Scalar probe = 0;
     const auto count = static_cast<std::ptrdiff_t>(n);
-    const bool parallel = n >= (1u << 20) && !omp_in_parallel();
+    const bool parallel = n >= parallel_fill_elements && !omp_in_parallel();
 #pragma omp parallel for simd schedule(static) reduction(+ : probe) if (parallel)
     for (std::ptrdiff_t i = 0; i < count; ++i) probe += x[i] * Scalar(0);
     if (!std::isnan(probe)) return n;
@@ -481,7 +579,27 @@ struct cpu {
   }
 
  private:
-  /// One call to OpenBLAS, which uses as many threads as it is set to.
+  /// Threads for `count` tasks: 1 inside a parallel region or when task
+  /// parallelism is off, else at most one per task.
+  static int task_threads(std::size_t count) {
+    if (omp_in_parallel() || !detail::task_parallel_enabled || count < 2) return 1;
+    const int threads = std::min(omp_get_max_threads(), detail::max_task_threads);
+    return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(threads), count));
+  }
+
+  /// Returns memory for one thread's partial sum in parallel_sum_tasks,
+  /// separate from the workspace that the tasks use. It only grows, like the
+  /// workspace.
+  static Scalar* partial_sum_buffer(std::size_t count) {
+    thread_local std::vector<Scalar> buffer;
+    if (buffer.size() < count) buffer.resize(count);
+    return buffer.data();
+  }
+
+  /// Length from which fill and copy split the work across threads.
+  static constexpr std::size_t parallel_fill_elements = std::size_t{1} << 18;
+
+  /// Calls OpenBLAS once, which uses as many threads as it is set to.
   static void blas_gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n,
                         std::size_t k, Scalar alpha, const Scalar* a, std::size_t lda,
                         const Scalar* b, std::size_t ldb, Scalar beta, Scalar* c, std::size_t ldc) {
@@ -534,9 +652,9 @@ struct cpu {
     }
   }
 
-  /// Image planes up to this many values (with the padding of the last
-  /// column phase) are split into column phases on the stack; larger ones go
-  /// through the strided loops.
+  /// Maximum size of an image plane, in values and with the padding of its
+  /// last column phase, that is split into column phases on the stack.
+  /// Larger planes go through the strided loops.
   static constexpr std::size_t phase_capacity = 8192;
 
   /// Writes the im2col rows (c, i, j) of one image plane: for each kernel
@@ -544,8 +662,8 @@ struct cpu {
   ///
   /// With stride s > 1, the input columns that one kernel tap reads are
   /// every s-th one. The plane is first split into its s column phases
-  /// (phase r holds columns r, r + s, r + 2s, ...), so every tap then copies
-  /// contiguous runs instead of gathering with a stride.
+  /// (phase r contains columns r, r + s, r + 2s, ...), so every tap then
+  /// copies contiguous runs instead of gathering with a stride.
   template <class Geometry>
   static void lower_plane(const Scalar* plane, const Geometry& g, Scalar* out,
                           std::size_t row_length) {
@@ -559,7 +677,7 @@ struct cpu {
         for (std::size_t oy = 0; oy < g.out_h; ++oy, row += g.out_w) {
           const std::ptrdiff_t y = g.input_row(oy, i);
           // Rows are short (out_w values), so plain loops beat calls to
-          // memset and memcpy here; the simd pragmas keep GCC from turning
+          // memset and memcpy here. The simd pragmas keep GCC from turning
           // the loops into such calls.
           if (y < 0 || y >= height || tap.first == tap.last) {
 #pragma omp simd

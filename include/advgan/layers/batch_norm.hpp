@@ -68,8 +68,8 @@ class batch_norm_layer {
       throw argument_error(detail::concat("batch_norm: training needs more than one value per ",
                                           "channel, got batch ", batch_, " of shape ",
                                           InputShape::str()));
-    Backend::parallel_for(channels, [this](std::size_t c) { normalize_channel(c); },
-                          channel_grain(count));
+    Backend::parallel_for(
+        channels, [this](std::size_t c) { normalize_channel(c); }, channel_grain(count));
     if (training_) ++num_batches_tracked_;
   }
 
@@ -102,8 +102,8 @@ class batch_norm_layer {
   }
 
  private:
-  /// The parallel_for grain for a loop over channels: all channels on one
-  /// thread when each has fewer than a few thousand values in all.
+  /// Returns the parallel_for grain for a loop over channels, which keeps
+  /// all channels on one thread when they have fewer than 2^15 values in all.
   static std::size_t channel_grain(std::size_t values_per_channel) {
     return values_per_channel * channels >= (std::size_t{1} << 15) ? 1 : channels + 1;
   }
@@ -156,8 +156,8 @@ class batch_norm_layer {
     }
   }
 
-  /// The backward pass of channel c; result may be grad itself, or null when
-  /// no input gradient is wanted.
+  /// Runs the backward pass of channel c. result may be grad itself, or null
+  /// when no input gradient is requested.
   void backward_channel(std::size_t c, const scalar* grad, scalar* result,
                         bool parameter_gradients) {
     const auto m = static_cast<scalar>(Backend::data(mean_)[c]);

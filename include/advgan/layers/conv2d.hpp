@@ -59,16 +59,9 @@ class conv2d_layer {
       Backend::gemm(false, true, batch_, Out, patch, 1, input_, patch, weight_, patch, 0, out, Out);
     } else {
       const std::size_t chunk = chunk_size();
-      scalar* col = chunk_buffers(chunk);
-      scalar* out_cm = col + chunk * pixels * patch;
-      for (std::size_t first = 0; first < batch_; first += chunk) {
-        const std::size_t count = std::min(chunk, batch_ - first);
-        const std::size_t columns = count * pixels;
-        lower(input_ + first * InputShape::size, count, col);
-        Backend::gemm(false, false, Out, columns, patch, 1, weight_, patch, col, columns, 0, out_cm,
-                      columns);
-        Backend::cnhw_to_nchw(out_cm, count, Out, pixels, out + first * output_shape::size);
-      }
+      Backend::parallel_tasks(chunk_count(chunk), [&](std::size_t index) {
+        forward_chunk(index * chunk, std::min(chunk, batch_ - index * chunk), chunk, out);
+      });
     }
     if constexpr (Bias) add_bias(out);
   }
@@ -85,31 +78,22 @@ class conv2d_layer {
     }
     if constexpr (whole_input_patch) {
       if (context.parameter_gradients)
-        Backend::gemm(true, false, Out, patch, batch_, 1, grad, Out, input_, patch, 1,
-                      weight_grad_, patch);
+        Backend::gemm(true, false, Out, patch, batch_, 1, grad, Out, input_, patch, 1, weight_grad_,
+                      patch);
       if (input_grad != nullptr)
-        Backend::gemm(false, false, batch_, patch, Out, 1, grad, Out, weight_, patch, 0,
-                      input_grad, patch);
+        Backend::gemm(false, false, batch_, patch, Out, 1, grad, Out, weight_, patch, 0, input_grad,
+                      patch);
     } else {
       const std::size_t chunk = chunk_size();
-      scalar* col = chunk_buffers(chunk);
-      scalar* grad_cm = col + chunk * pixels * patch;
-      for (std::size_t first = 0; first < batch_; first += chunk) {
-        const std::size_t count = std::min(chunk, batch_ - first);
-        const std::size_t columns = count * pixels;
-        Backend::nchw_to_cnhw(grad + first * output_shape::size, count, Out, pixels, grad_cm);
-        if (context.parameter_gradients) {
-          lower(input_ + first * InputShape::size, count, col);
-          Backend::gemm(false, true, Out, patch, columns, 1, grad_cm, columns, col, columns, 1,
-                        weight_grad_, patch);
-        }
-        if (input_grad == nullptr) continue;
-        Backend::gemm(true, false, patch, columns, Out, 1, weight_, patch, grad_cm, columns, 0,
-                      col, columns);
-        Backend::template col2im_batch<InputShape::height, InputShape::width, Kernel, Stride,
-                                       Padding>(col, count, in,
-                                                input_grad + first * InputShape::size);
-      }
+      auto task = [&](std::size_t index, scalar* weight_grad, scalar beta) {
+        backward_chunk(index * chunk, std::min(chunk, batch_ - index * chunk), chunk, grad,
+                       input_grad, weight_grad, beta);
+      };
+      if (context.parameter_gradients)
+        Backend::parallel_sum_tasks(chunk_count(chunk), weight_grad_, Out * patch, task);
+      else
+        Backend::parallel_tasks(chunk_count(chunk),
+                                [&](std::size_t index) { task(index, nullptr, 0); });
     }
     if constexpr (Bias)
       if (context.parameter_gradients) accumulate_bias_gradient(grad);
@@ -166,8 +150,8 @@ class conv2d_layer {
   /// True when the kernel covers the whole unpadded input and the output is
   /// 1x1, as in a DCGAN discriminator's last layer: each sample is then its
   /// own im2col column, and the layer is a dense layer on the flat sample.
-  static constexpr bool whole_input_patch = Padding == 0 && Kernel == InputShape::height &&
-                                            Kernel == InputShape::width;
+  static constexpr bool whole_input_patch =
+      Padding == 0 && Kernel == InputShape::height && Kernel == InputShape::width;
 
   /// Returns how many samples one GEMM covers: as many as keep the im2col
   /// matrix and the channel-major copy of a chunk each within
@@ -175,6 +159,41 @@ class conv2d_layer {
   std::size_t chunk_size() const {
     const std::size_t per_sample = std::max(patch, Out) * pixels;
     return std::max<std::size_t>(1, std::min(batch_, Backend::lowering_budget / per_sample));
+  }
+
+  std::size_t chunk_count(std::size_t chunk) const { return (batch_ + chunk - 1) / chunk; }
+
+  /// Runs the forward pass of samples [first, first + count): lower them, one
+  /// GEMM, and copy the channel-major result into y.
+  void forward_chunk(std::size_t first, std::size_t count, std::size_t chunk, scalar* out) const {
+    const std::size_t columns = count * pixels;
+    scalar* col = chunk_buffers(chunk);
+    scalar* out_cm = col + chunk * pixels * patch;
+    lower(input_ + first * InputShape::size, count, col);
+    Backend::gemm(false, false, Out, columns, patch, 1, weight_, patch, col, columns, 0, out_cm,
+                  columns);
+    Backend::cnhw_to_nchw(out_cm, count, Out, pixels, out + first * output_shape::size);
+  }
+
+  /// Runs the backward pass of samples [first, first + count): weight_grad =
+  /// beta * weight_grad + their dW when weight_grad is not null, and their
+  /// dx when input_grad is not null.
+  void backward_chunk(std::size_t first, std::size_t count, std::size_t chunk, const scalar* grad,
+                      scalar* input_grad, scalar* weight_grad, scalar beta) const {
+    const std::size_t columns = count * pixels;
+    scalar* col = chunk_buffers(chunk);
+    scalar* grad_cm = col + chunk * pixels * patch;
+    Backend::nchw_to_cnhw(grad + first * output_shape::size, count, Out, pixels, grad_cm);
+    if (weight_grad != nullptr) {
+      lower(input_ + first * InputShape::size, count, col);
+      Backend::gemm(false, true, Out, patch, columns, 1, grad_cm, columns, col, columns, beta,
+                    weight_grad, patch);
+    }
+    if (input_grad == nullptr) return;
+    Backend::gemm(true, false, patch, columns, Out, 1, weight_, patch, grad_cm, columns, 0, col,
+                  columns);
+    Backend::template col2im_batch<InputShape::height, InputShape::width, Kernel, Stride, Padding>(
+        col, count, in, input_grad + first * InputShape::size);
   }
 
   /// Returns the im2col matrix (patch x chunk * pixels) of a chunk in the
@@ -190,11 +209,14 @@ class conv2d_layer {
   }
 
   void add_bias(scalar* out) const {
-    Backend::parallel_for(batch_ * Out, [=, this](std::size_t plane) {
-      scalar* values = out + plane * pixels;
-      const scalar b = bias_[plane % Out];
-      for (std::size_t p = 0; p < pixels; ++p) values[p] += b;
-    }, 64);
+    Backend::parallel_for(
+        batch_ * Out,
+        [=, this](std::size_t plane) {
+          scalar* values = out + plane * pixels;
+          const scalar b = bias_[plane % Out];
+          for (std::size_t p = 0; p < pixels; ++p) values[p] += b;
+        },
+        64);
   }
 
   void accumulate_bias_gradient(const scalar* grad) {

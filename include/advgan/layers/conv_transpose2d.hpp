@@ -67,17 +67,9 @@ class conv_transpose2d_layer {
       Backend::gemm(false, false, batch_, patch, in, 1, input_, in, weight_, patch, 0, out, patch);
     } else {
       const std::size_t chunk = chunk_size();
-      scalar* col = chunk_buffers(chunk);
-      scalar* input_cm = col + chunk * pixels * patch;
-      for (std::size_t first = 0; first < batch_; first += chunk) {
-        const std::size_t count = std::min(chunk, batch_ - first);
-        const std::size_t columns = count * pixels;
-        Backend::nchw_to_cnhw(input_ + first * InputShape::size, count, in, pixels, input_cm);
-        Backend::gemm(true, false, patch, columns, in, 1, weight_, patch, input_cm, columns, 0, col,
-                      columns);
-        Backend::template col2im_batch<output_shape::height, output_shape::width, Kernel, Stride,
-                                       Padding>(col, count, Out, out + first * output_shape::size);
-      }
+      Backend::parallel_tasks(chunk_count(chunk), [&](std::size_t index) {
+        forward_chunk(index * chunk, std::min(chunk, batch_ - index * chunk), chunk, out);
+      });
     }
     if constexpr (Bias) add_bias(out);
   }
@@ -97,30 +89,19 @@ class conv_transpose2d_layer {
         Backend::gemm(true, false, in, patch, batch_, 1, input_, in, grad, patch, 1, weight_grad_,
                       patch);
       if (input_grad != nullptr)
-        Backend::gemm(false, true, batch_, in, patch, 1, grad, patch, weight_, patch, 0,
-                      input_grad, in);
+        Backend::gemm(false, true, batch_, in, patch, 1, grad, patch, weight_, patch, 0, input_grad,
+                      in);
     } else {
       const std::size_t chunk = chunk_size();
-      scalar* col = chunk_buffers(chunk);
-      scalar* channel_major = col + chunk * pixels * patch;
-      for (std::size_t first = 0; first < batch_; first += chunk) {
-        const std::size_t count = std::min(chunk, batch_ - first);
-        const std::size_t columns = count * pixels;
-        Backend::template im2col_batch<output_shape::height, output_shape::width, Kernel, Stride,
-                                       Padding>(grad + first * output_shape::size, count, Out,
-                                                col);
-        if (context.parameter_gradients) {
-          Backend::nchw_to_cnhw(input_ + first * InputShape::size, count, in, pixels,
-                                channel_major);
-          Backend::gemm(false, true, in, patch, columns, 1, channel_major, columns, col, columns,
-                        1, weight_grad_, patch);
-        }
-        if (input_grad == nullptr) continue;
-        Backend::gemm(false, false, in, columns, patch, 1, weight_, patch, col, columns, 0,
-                      channel_major, columns);
-        Backend::cnhw_to_nchw(channel_major, count, in, pixels,
-                              input_grad + first * InputShape::size);
-      }
+      auto task = [&](std::size_t index, scalar* weight_grad, scalar beta) {
+        backward_chunk(index * chunk, std::min(chunk, batch_ - index * chunk), chunk, grad,
+                       input_grad, weight_grad, beta);
+      };
+      if (context.parameter_gradients)
+        Backend::parallel_sum_tasks(chunk_count(chunk), weight_grad_, in * patch, task);
+      else
+        Backend::parallel_tasks(chunk_count(chunk),
+                                [&](std::size_t index) { task(index, nullptr, 0); });
     }
     if constexpr (Bias)
       if (context.parameter_gradients) accumulate_bias_gradient(grad);
@@ -135,8 +116,8 @@ class conv_transpose2d_layer {
   /// True for a 1x1 input without padding, as in a DCGAN generator's first
   /// layer: the output is then the K x K kernel scaled by each input channel,
   /// and the layer is a dense layer onto the flat output sample.
-  static constexpr bool single_pixel_input = InputShape::height == 1 && InputShape::width == 1 &&
-                                             Padding == 0 && OutputPadding == 0;
+  static constexpr bool single_pixel_input =
+      InputShape::height == 1 && InputShape::width == 1 && Padding == 0 && OutputPadding == 0;
 
   /// Returns how many samples one GEMM covers: as many as keep the im2col
   /// matrix and the channel-major copy of a chunk each within
@@ -144,6 +125,42 @@ class conv_transpose2d_layer {
   std::size_t chunk_size() const {
     const std::size_t per_sample = std::max(patch, in) * pixels;
     return std::max<std::size_t>(1, std::min(batch_, Backend::lowering_budget / per_sample));
+  }
+
+  std::size_t chunk_count(std::size_t chunk) const { return (batch_ + chunk - 1) / chunk; }
+
+  /// Runs the forward pass of samples [first, first + count): one GEMM with their
+  /// channel-major input, then col2im into y.
+  void forward_chunk(std::size_t first, std::size_t count, std::size_t chunk, scalar* out) const {
+    const std::size_t columns = count * pixels;
+    scalar* col = chunk_buffers(chunk);
+    scalar* input_cm = col + chunk * pixels * patch;
+    Backend::nchw_to_cnhw(input_ + first * InputShape::size, count, in, pixels, input_cm);
+    Backend::gemm(true, false, patch, columns, in, 1, weight_, patch, input_cm, columns, 0, col,
+                  columns);
+    Backend::template col2im_batch<output_shape::height, output_shape::width, Kernel, Stride,
+                                   Padding>(col, count, Out, out + first * output_shape::size);
+  }
+
+  /// Runs the backward pass of samples [first, first + count): weight_grad =
+  /// beta * weight_grad + their dW when weight_grad is not null, and their
+  /// dx when input_grad is not null.
+  void backward_chunk(std::size_t first, std::size_t count, std::size_t chunk, const scalar* grad,
+                      scalar* input_grad, scalar* weight_grad, scalar beta) const {
+    const std::size_t columns = count * pixels;
+    scalar* col = chunk_buffers(chunk);
+    scalar* channel_major = col + chunk * pixels * patch;
+    Backend::template im2col_batch<output_shape::height, output_shape::width, Kernel, Stride,
+                                   Padding>(grad + first * output_shape::size, count, Out, col);
+    if (weight_grad != nullptr) {
+      Backend::nchw_to_cnhw(input_ + first * InputShape::size, count, in, pixels, channel_major);
+      Backend::gemm(false, true, in, patch, columns, 1, channel_major, columns, col, columns, beta,
+                    weight_grad, patch);
+    }
+    if (input_grad == nullptr) return;
+    Backend::gemm(false, false, in, columns, patch, 1, weight_, patch, col, columns, 0,
+                  channel_major, columns);
+    Backend::cnhw_to_nchw(channel_major, count, in, pixels, input_grad + first * InputShape::size);
   }
 
   /// Returns the im2col matrix (patch x chunk * pixels) of a chunk in the
@@ -154,11 +171,14 @@ class conv_transpose2d_layer {
   }
 
   void add_bias(scalar* out) const {
-    Backend::parallel_for(batch_ * Out, [=, this](std::size_t plane) {
-      scalar* values = out + plane * area;
-      const scalar b = bias_[plane % Out];
-      for (std::size_t p = 0; p < area; ++p) values[p] += b;
-    }, 64);
+    Backend::parallel_for(
+        batch_ * Out,
+        [=, this](std::size_t plane) {
+          scalar* values = out + plane * area;
+          const scalar b = bias_[plane % Out];
+          for (std::size_t p = 0; p < area; ++p) values[p] += b;
+        },
+        64);
   }
 
   void accumulate_bias_gradient(const scalar* grad) {

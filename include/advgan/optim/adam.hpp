@@ -14,10 +14,10 @@
 //   amsgrad:    v_max = max(v_max, v), and v_max replaces v below
 //   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-#include <algorithm>    // std::max
+#include <algorithm>    // std::min
 #include <cmath>        // std::pow, std::sqrt
 #include <concepts>     // std::floating_point
-#include <cstddef>      // std::size_t
+#include <cstddef>      // std::size_t, std::ptrdiff_t
 #include <cstdint>      // std::int64_t
 #include <span>         // std::span
 #include <type_traits>  // std::is_same_v
@@ -52,6 +52,14 @@ struct adamw_options {
 };
 
 namespace detail {
+
+/// Calls body(b) for b in [0, blocks), split across the OpenMP threads when
+/// `parallel` is true.
+template <class Body>
+void for_each_block(std::ptrdiff_t blocks, bool parallel, Body&& body) {
+#pragma omp parallel for schedule(static) if (parallel)
+  for (std::ptrdiff_t b = 0; b < blocks; ++b) body(b);
+}
 
 /// The algorithm shared by adam and adamw. Options selects the kind of
 /// weight decay.
@@ -89,40 +97,41 @@ class adam_algorithm {
     const double bias_correction1 = 1 - std::pow(options_.beta1, t);
     const double bias_correction2 = 1 - std::pow(options_.beta2, t);
 
-    const T beta1 = static_cast<T>(options_.beta1);
-    const T beta2 = static_cast<T>(options_.beta2);
-    const T one_minus_beta1 = static_cast<T>(1 - options_.beta1);
-    const T one_minus_beta2 = static_cast<T>(1 - options_.beta2);
-    const T weight_decay = static_cast<T>(options_.weight_decay);
-    const T decay_factor = static_cast<T>(1 - options_.lr * options_.weight_decay);
+    const update_constants k{
+        .beta1 = static_cast<T>(options_.beta1),
+        .beta2 = static_cast<T>(options_.beta2),
+        .one_minus_beta1 = static_cast<T>(1 - options_.beta1),
+        .one_minus_beta2 = static_cast<T>(1 - options_.beta2),
+        .weight_decay = static_cast<T>(options_.weight_decay),
+        .decay_factor = static_cast<T>(1 - options_.lr * options_.weight_decay),
+        .eps = static_cast<T>(options_.eps),
+        .negative_step_size = static_cast<T>(-(options_.lr / bias_correction1)),
+        .bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2)),
+    };
+    const update_arrays a{params.data(), grads.data(), exp_avg_.data(), exp_avg_sq_.data(),
+                          max_exp_avg_sq_.data()};
     const bool decay = options_.weight_decay != 0;
-    const T negative_step_size = static_cast<T>(-(options_.lr / bias_correction1));
-    const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
-    const T eps = static_cast<T>(options_.eps);
     const bool amsgrad = options_.amsgrad;
 
-    T* p = params.data();
-    const T* g = grads.data();
-    T* m = exp_avg_.data();
-    T* v = exp_avg_sq_.data();
-    T* v_max = max_exp_avg_sq_.data();
-    for_each_element(params.size(), [=](std::size_t i) {
-      T grad = g[i];
-      if constexpr (decoupled_weight_decay) {
-        p[i] = p[i] * decay_factor;
-      } else {
-        if (decay) grad = grad + weight_decay * p[i];
-      }
-      m[i] = m[i] * beta1 + one_minus_beta1 * grad;
-      v[i] = v[i] * beta2 + one_minus_beta2 * grad * grad;
-      T second_moment = v[i];
-      if (amsgrad) {
-        v_max[i] = std::max(v_max[i], v[i]);
-        second_moment = v_max[i];
-      }
-      const T denom = std::sqrt(second_moment) / bias_correction2_sqrt + eps;
-      p[i] = p[i] + negative_step_size * m[i] / denom;
-    });
+    // Fixed blocks, so each element goes through the same (vectorised or
+    // scalar) code whatever the thread count, and the result never depends
+    // on it.
+    const std::size_t count = params.size();
+    auto update_block_at = [&](std::ptrdiff_t b) {
+      const std::size_t begin = static_cast<std::size_t>(b) * update_block;
+      const std::size_t end = std::min(count, begin + update_block);
+      if (decay && amsgrad)
+        update_range<true, true>(a, k, begin, end);
+      else if (decay)
+        update_range<true, false>(a, k, begin, end);
+      else if (amsgrad)
+        update_range<false, true>(a, k, begin, end);
+      else
+        update_range<false, false>(a, k, begin, end);
+    };
+    const auto blocks = static_cast<std::ptrdiff_t>((count + update_block - 1) / update_block);
+    for_each_block(blocks, static_cast<std::ptrdiff_t>(count) >= parallel_update_threshold,
+                   update_block_at);
   }
 
   /// Calls visitor("step", int64&), then visitor(name, span) for "exp_avg",
@@ -146,6 +155,68 @@ class adam_algorithm {
   std::size_t parameter_count() const { return exp_avg_.size(); }
 
  private:
+  static constexpr std::size_t update_block = 4096;
+
+  struct update_constants {
+    T beta1;
+    T beta2;
+    T one_minus_beta1;
+    T one_minus_beta2;
+    T weight_decay;
+    T decay_factor;
+    T eps;
+    T negative_step_size;
+    T bias_correction2_sqrt;
+  };
+  struct update_arrays {
+    T* p;
+    const T* g;
+    T* m;
+    T* v;
+    T* v_max;
+  };
+
+  /// Updates elements [begin, end), operation by operation as in the file
+  /// header. Compilers do not vectorise std::sqrt while it may set
+  /// errno, so the update runs in three loops over the block: the moments
+  /// (vectorised), the square roots (scalar) and the parameter update
+  /// (vectorised). Decay and Amsgrad are template arguments, so the
+  /// vectorised loops have no branches.
+  template <bool Decay, bool Amsgrad>
+  static void update_range(const update_arrays& a, const update_constants& k, std::size_t begin,
+                           std::size_t end) {
+    T root[update_block];  // second moment, then its square root
+    T* p = a.p + begin;
+    const T* g = a.g + begin;
+    T* m = a.m + begin;
+    T* v = a.v + begin;
+    T* v_max = a.v_max + (Amsgrad ? begin : 0);
+    const std::size_t count = end - begin;
+#pragma omp simd
+    for (std::size_t i = 0; i < count; ++i) {
+      T grad = g[i];
+      if constexpr (decoupled_weight_decay) {
+        p[i] = p[i] * k.decay_factor;
+      } else if constexpr (Decay) {
+        grad = grad + k.weight_decay * p[i];
+      }
+      m[i] = m[i] * k.beta1 + k.one_minus_beta1 * grad;
+      v[i] = v[i] * k.beta2 + k.one_minus_beta2 * grad * grad;
+      T second_moment = v[i];
+      if constexpr (Amsgrad) {
+        v_max[i] = v_max[i] < v[i] ? v[i] : v_max[i];  // std::max(v_max[i], v[i])
+        second_moment = v_max[i];
+      }
+      root[i] = second_moment;
+    }
+    for (std::size_t i = 0; i < count; ++i) root[i] = std::sqrt(root[i]);
+#pragma omp simd
+    for (std::size_t i = 0; i < count; ++i) {
+      const T denom = root[i] / k.bias_correction2_sqrt + k.eps;
+      p[i] = p[i] + k.negative_step_size * m[i] / denom;
+    }
+  }
+
   Options options_;
   std::int64_t step_ = 0;
   std::vector<T> exp_avg_;

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Long-run memory check of the DCGAN demo; not part of CTest.
+#
+# Runs examples/dcgan_fashion_mnist for several epochs (it writes a grid and a
+# checkpoint after each), samples the process's VmRSS and VmHWM from
+# /proc/<pid>/status once per second, and prints a table of epoch against
+# memory. It fails when the resident memory (VmRSS) during the last epoch,
+# or the peak (VmHWM) at the end, exceeds its value just after epoch 1 by
+# more than the slack.
+#
+# Usage: tests/scripts/soak.sh [demo options...]
+#   default options: --epochs 20 --limit 4096 --threads 2 --no-metrics
+#   --out defaults to a fresh folder under the work folder; a run that
+#   resumes from an existing --out counts the epochs already in its log.
+# Environment:
+#   DEMO        demo binary; when unset, the script builds it with
+#               g++ -O2 into the work folder
+#   SOAK_WORK   work folder (default: ${TMPDIR:-/tmp}/advgan-soak)
+#   SOAK_SLACK_KIB  allowed growth in KiB (default 4096), for allocator noise
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+work=${SOAK_WORK:-${TMPDIR:-/tmp}/advgan-soak}
+slack=${SOAK_SLACK_KIB:-4096}
+mkdir -p "$work"
+
+if [[ -z "${DEMO:-}" ]]; then
+  DEMO=$work/dcgan_fashion_mnist
+  echo "soak: building $DEMO with g++ -O2"
+  g++ -std=c++20 -O2 -fopenmp -I"$root/include" "$root/examples/dcgan_fashion_mnist.cpp" \
+    -o "$DEMO" -lopenblas -llapack -lz -lpng
+fi
+
+args=("$@")
+if [[ ${#args[@]} -eq 0 ]]; then
+  args=(--epochs 20 --limit 4096 --threads 2 --no-metrics)
+fi
+out=
+for ((i = 0; i + 1 < ${#args[@]}; ++i)); do
+  if [[ "${args[i]}" == --out ]]; then out=${args[i + 1]}; fi
+done
+if [[ -z "$out" ]]; then
+  out=$work/run-$$
+  rm -rf "$out"
+  args+=(--out "$out")
+fi
+
+log=$work/demo-$$.log
+samples=$work/samples-$$.tsv
+echo "soak: $DEMO ${args[*]}"
+start=$(date +%s)
+"$DEMO" "${args[@]}" >"$log" 2>&1 &
+pid=$!
+
+# One line per second: seconds since start, epochs finished, VmRSS and
+# VmHWM in KiB. The demo appends an "epoch_end" record to metrics.jsonl, and
+# flushes it, after each epoch's checkpoint.
+printf 'seconds\tepochs_done\tvm_rss_kib\tvm_hwm_kib\n' >"$samples"
+while kill -0 "$pid" 2>/dev/null; do
+  status=$(cat "/proc/$pid/status" 2>/dev/null || true)
+  rss=$(awk '/^VmRSS:/ {print $2}' <<<"$status")
+  hwm=$(awk '/^VmHWM:/ {print $2}' <<<"$status")
+  done_count=$(grep -c '"epoch_end"' "$out/metrics.jsonl" 2>/dev/null || true)
+  done_count=${done_count:-0}
+  if [[ -n "$rss" && -n "$hwm" ]]; then
+    printf '%s\t%s\t%s\t%s\n' $(($(date +%s) - start)) "$done_count" "$rss" "$hwm" >>"$samples"
+  fi
+  sleep 1
+done
+demo_status=0
+wait "$pid" || demo_status=$?
+if [[ $demo_status -ne 0 ]]; then
+  echo "soak: the demo failed with status $demo_status:" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+fi
+
+# Per epoch k: the largest VmRSS sampled while it ran (samples with k - 1
+# epochs done), and VmRSS and VmHWM of the first sample after it finished.
+# The process may exit before a sample follows the last epoch, so the check
+# compares the last epoch's largest VmRSS and the final VmHWM with the
+# values just after epoch 1.
+awk -v slack="$slack" '
+  NR == 1 { next }
+  {
+    running = $2 + 1
+    if (!(running in peak) || $3 > peak[running]) peak[running] = $3
+    if ($2 >= 1 && !($2 in after_rss)) { after_time[$2] = $1; after_rss[$2] = $3; after_hwm[$2] = $4 }
+    if (running > epochs) epochs = running
+    final_hwm = $4
+  }
+  END {
+    if (!(1 in after_rss) || epochs < 2) { print "soak: fewer than 2 epochs ran; nothing to compare"; exit 1 }
+    printf "%5s %16s %8s %16s %16s\n", "epoch", "RSS max (MiB)", "seconds", "RSS after (MiB)", "HWM after (MiB)"
+    for (e = 1; e <= epochs; ++e) {
+      if (e in after_rss)
+        printf "%5d %16.1f %8d %16.1f %16.1f\n", e, peak[e] / 1024, after_time[e], after_rss[e] / 1024, after_hwm[e] / 1024
+      else
+        printf "%5d %16.1f %8s %16s %16s\n", e, peak[e] / 1024, "-", "-", "-"
+    }
+    rss_growth = peak[epochs] - after_rss[1]
+    hwm_growth = final_hwm - after_hwm[1]
+    printf "growth after epoch 1: RSS max of epoch %d %+d KiB, final HWM %+d KiB (slack %d KiB)\n", epochs, rss_growth, hwm_growth, slack
+    if (rss_growth > slack || hwm_growth > slack) { print "soak: memory grew after epoch 1"; exit 1 }
+    print "soak: no memory growth after epoch 1"
+  }' "$samples"
+echo "soak: samples in $samples, demo output in $log"
