@@ -620,6 +620,29 @@ TEST_CASE("load_checkpoint rejects checkpoints that do not fit the trainer") {
                      {"shape [3] does not match the model's shape [4]"}});
   }
   {
+    // The generator converts; the discriminator's weight does not, so a
+    // loader that wrote as it read would leave the generator changed.
+    io::safetensors file = copy_without(good);
+    std::vector<double> weights(good.at("discriminator.0.weight").to<double>());
+    weights[1] = 1e300;
+    file.add<double>("discriminator.0.weight", good.at("discriminator.0.weight").shape, weights);
+    cases.push_back({"discriminator weight beyond float's range",
+                     file,
+                     "discriminator.0.weight",
+                     {"cannot convert F64 value 1e+300 at index 1 to F32 exactly"}});
+  }
+  {
+    // Both models convert; the last optimizer array does not.
+    io::safetensors file = copy_without(good);
+    std::vector<double> state(good.at("generator_ema.shadow").to<double>());
+    state[0] = -1e300;
+    file.add<double>("generator_ema.shadow", good.at("generator_ema.shadow").shape, state);
+    cases.push_back({"average beyond float's range",
+                     file,
+                     "generator_ema.shadow",
+                     {"cannot convert F64 value -1e+300 at index 0 to F32 exactly"}});
+  }
+  {
     // A checkpoint of a discriminator without batch norm lacks layer 3's
     // buffers and has its last convolution at index 4.
     plain_trainer other(options);

@@ -17,8 +17,8 @@
 // past fakes (trainer_options::replay_capacity) can stand in for part of
 // each fake batch that D gets in step 3.
 
-#include <cmath>       // std::lround
 #include <algorithm>   // std::min
+#include <cmath>       // std::lround
 #include <cstddef>     // std::size_t
 #include <cstdint>     // std::int64_t, std::uint64_t
 #include <filesystem>  // std::filesystem::path
@@ -217,21 +217,23 @@ requires objective<Objective> &&(regularizer<Regularizers>&&...) class gan_train
     detail::check_tensor_shape(file, "trainer.last_generator_loss", {});
     check_regularization_state(file);
 
-    load_model(file, "generator.", generator_);
-    load_model(file, "discriminator.", discriminator_);
-    load_optimizer(file, "generator_optimizer.", generator_optimizer_);
-    load_optimizer(file, "discriminator_optimizer.", discriminator_optimizer_);
-    load_optimizer(file, "generator_ema.", average_);
+    // Every value is read and converted into staging buffers first, so one
+    // that does not convert (1e300 into a float weight) leaves the trainer
+    // as it was.
+    detail::staged_values generator_values = detail::stage_model(file, "generator.", generator_);
+    detail::staged_values discriminator_values =
+        detail::stage_model(file, "discriminator.", discriminator_);
+    detail::staged_values optimizer_values;
+    generator_optimizer_.visit_state(
+        optimizer_state_stage{file, "generator_optimizer.", optimizer_values});
+    discriminator_optimizer_.visit_state(
+        optimizer_state_stage{file, "discriminator_optimizer.", optimizer_values});
+    average_.visit_state(optimizer_state_stage{file, "generator_ema.", optimizer_values});
     std::int64_t counters[4];
     file.read_into<std::int64_t>("trainer.counters", {4}, counters);
+    double last_generator_loss = 0;
     file.read_into<double>("trainer.last_generator_loss", {},
-                           std::span<double>(&last_generator_loss_, 1));
-    iteration_ = counters[0];
-    critic_steps_ = static_cast<std::size_t>(counters[1]);
-    noise_.seek(static_cast<std::uint64_t>(counters[2]));
-    layer_noise_.seek(static_cast<std::uint64_t>(counters[3]));
-    load_regularization_state(file);
-
+                           std::span<double>(&last_generator_loss, 1));
     std::map<std::string, std::int64_t> extra;
     for (const std::string& name : file.names()) {
       if (name.rfind("extra.", 0) != 0) continue;
@@ -239,6 +241,20 @@ requires objective<Objective> &&(regularizer<Regularizers>&&...) class gan_train
       file.read_into<std::int64_t>(name, {}, std::span<std::int64_t>(&value, 1));
       extra[name.substr(6)] = value;
     }
+    // NOTE: the regularizers' state (penalty stream, replay buffer) is read
+    // straight into place, so a bad value there can still leave it changed.
+    load_regularization_state(file);
+
+    detail::commit_model(generator_values, generator_);
+    detail::commit_model(discriminator_values, discriminator_);
+    generator_optimizer_.visit_state(optimizer_state_commit{optimizer_values});
+    discriminator_optimizer_.visit_state(optimizer_state_commit{optimizer_values});
+    average_.visit_state(optimizer_state_commit{optimizer_values});
+    last_generator_loss_ = last_generator_loss;
+    iteration_ = counters[0];
+    critic_steps_ = static_cast<std::size_t>(counters[1]);
+    noise_.seek(static_cast<std::uint64_t>(counters[2]));
+    layer_noise_.seek(static_cast<std::uint64_t>(counters[3]));
     return extra;
   }
 
@@ -508,10 +524,6 @@ requires objective<Objective> &&(regularizer<Regularizers>&&...) class gan_train
                               Optimizer& o) {
     o.visit_state(optimizer_state_check{file, prefix});
   }
-  template <class Optimizer>
-  static void load_optimizer(const io::safetensors& file, const std::string& prefix, Optimizer& o) {
-    o.visit_state(optimizer_state_load{file, prefix});
-  }
 
   struct optimizer_state_store {
     io::safetensors& file;
@@ -533,15 +545,23 @@ requires objective<Objective> &&(regularizer<Regularizers>&&...) class gan_train
       detail::check_tensor_shape(file, prefix + name, {});
     }
   };
-  struct optimizer_state_load {
+  struct optimizer_state_stage {
     const io::safetensors& file;
-    const std::string& prefix;
+    const char* prefix;
+    detail::staged_values& staged;
     void operator()(const std::string& name, std::span<scalar> values) const {
-      file.read_into<scalar>(prefix + name, {values.size()}, values);
+      staged.read<scalar>(file, std::string(prefix) + name, {values.size()}, values.size());
     }
-    void operator()(const std::string& name, std::int64_t& counter) const {
-      file.read_into<std::int64_t>(prefix + name, {}, std::span<std::int64_t>(&counter, 1));
+    void operator()(const std::string& name, std::int64_t&) const {
+      staged.read<std::int64_t>(file, std::string(prefix) + name, {}, 1);
     }
+  };
+  struct optimizer_state_commit {
+    detail::staged_values& staged;
+    void operator()(const std::string&, std::span<scalar> values) const {
+      staged.commit(values.data());
+    }
+    void operator()(const std::string&, std::int64_t& counter) const { staged.commit(&counter); }
   };
 
   trainer_options options_;
