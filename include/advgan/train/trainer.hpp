@@ -60,7 +60,7 @@ struct trainer_options {
   double replay_fraction = 0.5;
 };
 
-/// What one call to step() did.
+/// The outcome of one call to step().
 struct step_record {
   std::int64_t iteration = 0;
   double discriminator_loss = 0;
