@@ -35,6 +35,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,16 +146,22 @@ def child_torch_inference(batch, threads, calls):
 
 
 def run_measured(command, env):
-    """Run a command; return (stdout, peak RSS in MiB) from wait4."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    # Read both pipes to the end before reaping, so the child never blocks.
-    stdout = process.stdout.read()
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        sys.exit(f"command failed with exit status {process.returncode}: {' '.join(command)}\n"
-                 f"{stderr.decode(errors='replace')}")
+    """Run a command; return (stdout, peak RSS in MiB).
+
+    The child is reaped with os.wait4, whose resource usage is the child's
+    own, where subprocess would leave only the total over all children.
+    stderr goes to a temporary file, so a child that writes much to it never
+    blocks while stdout is read."""
+    with tempfile.TemporaryFile() as error_file:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=error_file, env=env)
+        stdout = process.stdout.read()
+        process.stdout.close()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            error_file.seek(0)
+            sys.exit(f"command failed with exit status {process.returncode}: "
+                     f"{' '.join(command)}\n{error_file.read().decode(errors='replace')}")
     return stdout.decode(), usage.ru_maxrss / 1024.0
 
 
