@@ -42,6 +42,7 @@ struct sample_scores {
   double kid_std = 0.0;
   double mode_coverage = 0.0;  ///< share of the 10 classes the samples reach
   double mode_kl = 0.0;        ///< KL(sample classes || test classes) in nats
+  double min_class_share = 0.0;  ///< share of the samples in their rarest class
   std::vector<std::string> warnings;
 };
 
@@ -102,6 +103,7 @@ class test_set_scorer {
     const mode_coverage_result modes = mode_coverage(generated.probabilities, test_.probabilities);
     scores.mode_coverage = modes.coverage;
     scores.mode_kl = modes.kl_divergence;
+    scores.min_class_share = modes.min_class_share;
     return scores;
   }
 

@@ -1,6 +1,9 @@
 // Compares two sets of Fashion-MNIST-like images with domain metrics: the
 // Frechet distance (FID), the kernel distance (KID), precision and recall,
-// all on the features of the committed Fashion-MNIST classifier.
+// all on the features of the committed Fashion-MNIST classifier, and the
+// mode coverage of SOURCE_B: the share of the 10 classes that the
+// classifier finds among its images, the share of the rarest class, and the
+// KL divergence of B's class histogram from A's.
 //
 //   fid /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz out/generator.safetensors
 //
@@ -37,6 +40,7 @@
 #include <advgan/metrics/metrics.hpp>
 
 #include "classifier_model.hpp"
+#include "command_line.hpp"
 #include "dcgan_models.hpp"
 
 namespace {
@@ -64,7 +68,7 @@ constexpr const char* usage =
     "                   or .gz), a folder of grayscale PNG files of one size (28 x 28\n"
     "                   or 32 x 32), or a generator file written by dcgan_fashion_mnist\n"
     "  --json           print one JSON object with keys fid, kid, kid_std, precision,\n"
-    "                   recall\n"
+    "                   recall, mode_coverage, min_class_share, mode_kl\n"
     "  --features NAME  feature extractor; \"classifier\" (the default) is the only one\n"
     "  --classifier FILE  classifier weights (default the committed\n"
     "                   examples/weights/fashion_mnist_classifier.safetensors)\n"
@@ -72,19 +76,6 @@ constexpr const char* usage =
     "                   all), or N generator samples (default 10000)\n"
     "  --seed N         seed of the generator samples and the KID subsets (default 0)\n"
     "  --threads N      threads for OpenMP and OpenBLAS (default 2)\n";
-
-std::uint64_t parse_unsigned(const std::string& flag, const std::string& text) {
-  std::size_t used = 0;
-  unsigned long long value = 0;
-  try {
-    value = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty() || text[0] == '-')
-    throw argument_error(detail::concat(flag, ": invalid number \"", text, "\""));
-  return value;
-}
 
 options parse_options(int argc, char** argv) {
   options parsed;
@@ -110,11 +101,11 @@ options parse_options(int argc, char** argv) {
     else if (flag == "--classifier")
       parsed.classifier = value;
     else if (flag == "--count")
-      parsed.count = parse_unsigned(flag, value);
+      parsed.count = command_line::parse_unsigned(flag, value);
     else if (flag == "--seed")
-      parsed.seed = parse_unsigned(flag, value);
+      parsed.seed = command_line::parse_unsigned(flag, value);
     else if (flag == "--threads")
-      parsed.threads = static_cast<int>(parse_unsigned(flag, value));
+      parsed.threads = static_cast<int>(command_line::parse_unsigned(flag, value));
     else
       throw argument_error(detail::concat("unknown option ", flag, "\n", usage));
   }
@@ -322,13 +313,17 @@ void run(const options& opts) {
   kid_settings.seed = opts.seed;
   const kid_result kid = kernel_inception_distance(a.features, b.features, kid_settings);
   const precision_recall_result manifold = precision_recall(a.features, b.features);
+  const mode_coverage_result modes = mode_coverage(b.probabilities, a.probabilities);
 
   if (opts.json) {
     const nlohmann::json result = {{"fid", fid.value},
                                    {"kid", kid.mean},
                                    {"kid_std", kid.stddev},
                                    {"precision", manifold.precision},
-                                   {"recall", manifold.recall}};
+                                   {"recall", manifold.recall},
+                                   {"mode_coverage", modes.coverage},
+                                   {"min_class_share", modes.min_class_share},
+                                   {"mode_kl", modes.kl_divergence}};
     std::printf("%s\n", result.dump().c_str());
     return;
   }
@@ -336,6 +331,8 @@ void run(const options& opts) {
   std::printf("kid        %.6g +- %.2g\n", kid.mean, kid.stddev);
   std::printf("precision  %.4f\n", manifold.precision);
   std::printf("recall     %.4f\n", manifold.recall);
+  std::printf("modes      %.2f (smallest class %.1f%%, KL %.4f)\n", modes.coverage,
+              100 * modes.min_class_share, modes.kl_divergence);
 }
 
 }  // namespace

@@ -27,6 +27,8 @@
 #include <advgan/advgan.hpp>
 #include <advgan/metrics/domain.hpp>
 
+#include "command_line.hpp"
+
 namespace {
 
 using namespace advgan;
@@ -58,32 +60,6 @@ constexpr const char* usage =
     "                   (default fashion_mnist_classifier.safetensors)\n"
     "  --limit N        train on the first N training images only (default: all)\n";
 
-std::uint64_t parse_unsigned(const std::string& flag, const std::string& text) {
-  std::size_t used = 0;
-  unsigned long long value = 0;
-  try {
-    value = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty() || text[0] == '-')
-    throw argument_error(detail::concat(flag, ": invalid number \"", text, "\""));
-  return value;
-}
-
-double parse_positive(const std::string& flag, const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty() || !(value > 0))
-    throw argument_error(detail::concat(flag, ": expected a positive number, got \"", text, "\""));
-  return value;
-}
-
 options parse_options(int argc, char** argv) {
   options parsed;
   for (int i = 1; i < argc; ++i) {
@@ -95,23 +71,23 @@ options parse_options(int argc, char** argv) {
     if (i + 1 >= argc) throw argument_error(detail::concat(flag, ": missing value\n", usage));
     const std::string value = argv[++i];
     if (flag == "--epochs")
-      parsed.epochs = parse_unsigned(flag, value);
+      parsed.epochs = command_line::parse_unsigned(flag, value);
     else if (flag == "--batch-size")
-      parsed.batch_size = parse_unsigned(flag, value);
+      parsed.batch_size = command_line::parse_unsigned(flag, value);
     else if (flag == "--lr")
-      parsed.lr = parse_positive(flag, value);
+      parsed.lr = command_line::parse_positive(flag, value);
     else if (flag == "--final-lr")
-      parsed.final_lr = parse_positive(flag, value);
+      parsed.final_lr = command_line::parse_positive(flag, value);
     else if (flag == "--seed")
-      parsed.seed = parse_unsigned(flag, value);
+      parsed.seed = command_line::parse_unsigned(flag, value);
     else if (flag == "--threads")
-      parsed.threads = static_cast<int>(parse_unsigned(flag, value));
+      parsed.threads = static_cast<int>(command_line::parse_unsigned(flag, value));
     else if (flag == "--data")
       parsed.data = value;
     else if (flag == "--out")
       parsed.out = value;
     else if (flag == "--limit")
-      parsed.limit = parse_unsigned(flag, value);
+      parsed.limit = command_line::parse_unsigned(flag, value);
     else
       throw argument_error(detail::concat("unknown option ", flag, "\n", usage));
   }

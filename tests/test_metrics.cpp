@@ -217,10 +217,10 @@ TEST_CASE("frechet_distance with fewer samples than features") {
   const advgan::frechet_result shifted = advgan::frechet_distance(x, transformed(x, 1.0, 1.0));
   CHECK(std::isfinite(same.value));
   CHECK(std::isfinite(shifted.value));
-  CHECK(std::abs(same.value) <= 1e-6);
+  CHECK(std::abs(same.value) <= 1e-10);
   // Only the means differ, by 1 in each of 64 features. The square roots of
-  // the 55 zero eigenvalues would add about 5e-6 here if rounding noise in
-  // them were not taken as 0.
+  // the 55 zero eigenvalues of each covariance would add about 5e-6 here if
+  // rounding noise in them were not taken as 0.
   CHECK(std::abs(shifted.value - 64.0) <= 1e-9 * 64.0);
   REQUIRE(shifted.warnings.size() == 2);
   CHECK(shifted.warnings[0] ==
@@ -239,16 +239,40 @@ TEST_CASE("frechet_distance with fewer samples than features") {
   CHECK(scaled.offset_used == 0.0);
 }
 
+TEST_CASE("frechet_distance with low-rank rectified features") {
+  // Features relu(Z W) of rank at most 12 in 72 dimensions, plus 24 units
+  // that are almost dead (variance 1e-8), as the penultimate layer of a
+  // classifier can give. The covariance has eigenvalues of 1e-8 of its
+  // largest, whose squares are below the rounding level of S_A S_B.
+  const feature_matrix z = normal_features(400, 12, 11);
+  const feature_matrix w = normal_features(12, 96, 12);
+  feature_matrix x = transformed(normal_features(400, 96, 13), 1e-4, 0.0);
+  for (std::size_t r = 0; r < 400; ++r) {
+    for (std::size_t c = 24; c < 96; ++c) {
+      double sum = 0.0;
+      for (std::size_t k = 0; k < 12; ++k) sum += z(r, k) * w(k, c);
+      x(r, c) = std::max(sum, 0.0);
+    }
+  }
+  const advgan::gaussian_stats stats = advgan::fit_gaussian(x, "set A");
+  double trace = 0.0;
+  for (std::size_t i = 0; i < 96; ++i) trace += stats.covariance[i * 96 + i];
+  // The distance of a set to itself is 0 to within rounding of the traces.
+  CHECK(advgan::frechet_distance(x, x).value <= 1e-12 * trace);
+  // A shift by 0.5 in every feature adds 96 * 0.25 and nothing else.
+  check_relative(advgan::frechet_distance(x, transformed(x, 1.0, 0.5)).value, 24.0, 1e-10);
+}
+
 TEST_CASE("frechet_distance offset for slightly indefinite covariance") {
-  // S_A^(1/2) S_B S_A^(1/2) = diag(3, -2e-8) has an eigenvalue beyond rounding
-  // below 0, so 1e-6 goes onto both diagonals.
+  // S_B = diag(3, -1e-8) has an eigenvalue below 0 beyond rounding, so 1e-6
+  // goes onto both diagonals.
   // The distance of diagonal Gaussians is then sum_i (sqrt(a_i + eps) - sqrt(b_i + eps))^2.
   const auto a = diagonal_gaussian({0, 0}, {1, 2});
   const auto b = diagonal_gaussian({0, 0}, {3, -1e-8});
   const advgan::frechet_result result = advgan::frechet_distance(a, b);
   CHECK(result.offset_used == 1e-6);
   REQUIRE(result.warnings.size() == 1);
-  CHECK(result.warnings[0].find("has eigenvalue -2e-08") != std::string::npos);
+  CHECK(result.warnings[0].find("covariance of set B has eigenvalue -1e-08") != std::string::npos);
   const double eps = 1e-6;
   const double first = std::sqrt(1 + eps) - std::sqrt(3 + eps);
   const double second = std::sqrt(2 + eps) - std::sqrt(-1e-8 + eps);
@@ -534,6 +558,7 @@ TEST_CASE("mode_coverage counts covered classes") {
     CHECK(result.covered_classes == 5);
     CHECK(result.coverage == 1.0);
     CHECK(result.kl_divergence == 0.0);
+    CHECK(result.min_class_share == doctest::Approx(1.0 / 6).epsilon(1e-15));
   }
   SUBCASE("missing classes") {
     const std::vector<std::size_t> samples{0, 0, 1};
@@ -543,6 +568,7 @@ TEST_CASE("mode_coverage counts covered classes") {
     CHECK(result.coverage == 0.5);
     CHECK(result.histogram == std::vector<std::size_t>{2, 1, 0, 0});
     CHECK(result.real_histogram == std::vector<std::size_t>{1, 1, 1, 1});
+    CHECK(result.min_class_share == 0.0);
   }
   SUBCASE("minimum share") {
     // Class 1 has 1 of 10 samples, below the 0.2 minimum.
@@ -550,6 +576,7 @@ TEST_CASE("mode_coverage counts covered classes") {
     const advgan::mode_coverage_result result = advgan::mode_coverage(samples, samples, 2, 0.2);
     CHECK(result.covered_classes == 1);
     CHECK(result.coverage == 0.5);
+    CHECK(result.min_class_share == doctest::Approx(0.1).epsilon(1e-15));
   }
 }
 

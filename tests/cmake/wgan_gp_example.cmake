@@ -16,6 +16,7 @@ add_test(NAME wgan_gp.example_outputs
 
 add_test(NAME wgan_gp.example_resume_bit_identical
   COMMAND ${CMAKE_COMMAND} -DDEMO=$<TARGET_FILE:wgan_gp_fashion_mnist>
+    -DDEMO_FLAGS=--no-metrics,--max-seconds,0 -DCUT_SHORT=ON
     -DWORK=${advgan_wgan_gp_work}/resume
     -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/resume_bit_identical.cmake)
 

@@ -13,6 +13,18 @@ list(LENGTH lines count)
 if(count LESS 2)
   message(FATAL_ERROR "metrics.jsonl has ${count} lines, expected at least 2")
 endif()
+# The end-of-epoch scores: one line with every key the epoch writes.
+file(STRINGS ${WORK}/metrics.jsonl score_lines REGEX "\"fid\"")
+list(LENGTH score_lines score_count)
+if(NOT score_count EQUAL 1)
+  message(FATAL_ERROR "metrics.jsonl has ${score_count} lines with \"fid\", expected 1")
+endif()
+foreach(key epoch fid kid kid_std mode_coverage min_class_share mode_kl)
+  string(JSON value ERROR_VARIABLE json_error GET "${score_lines}" ${key})
+  if(json_error)
+    message(FATAL_ERROR "the epoch scores lack \"${key}\": ${json_error}\n${score_lines}")
+  endif()
+endforeach()
 run_checked(${GENERATE} --generator ${WORK}/generator.safetensors --count 7
             --out ${WORK}/seven.png)
 run_checked(${GENERATE} --generator ${WORK}/generator.safetensors --count 5

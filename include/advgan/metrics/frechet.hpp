@@ -5,11 +5,11 @@
 //
 //   d^2 = |mu_A - mu_B|^2 + tr(S_A) + tr(S_B) - 2 tr(sqrt(S_A S_B)).
 //
-// The trace of the matrix square root comes from two symmetric
-// eigendecompositions (LAPACK syevd), with no complex arithmetic:
-// R = S_A^(1/2) is the symmetric positive semidefinite (PSD) root of S_A, and
-// M = R S_B R is symmetric PSD with the eigenvalues of S_A S_B, so
-// tr(sqrt(S_A S_B)) = sum_i sqrt(eig_i(M)).
+// The trace of the matrix square root needs no complex arithmetic. Two
+// symmetric eigendecompositions (LAPACK syevd) give the symmetric positive
+// semidefinite (PSD) roots R_A and R_B of the covariances, and
+// tr(sqrt(S_A S_B)) is the sum of the singular values of R_A R_B (LAPACK
+// gesdd).
 
 #include <algorithm>    // std::max
 #include <array>        // std::array
@@ -19,6 +19,7 @@
 #include <stdexcept>    // std::runtime_error
 #include <string>       // std::string
 #include <string_view>  // std::string_view
+#include <tuple>        // std::get
 #include <utility>      // std::pair
 #include <vector>       // std::vector
 
@@ -57,16 +58,15 @@ gaussian_stats fit_gaussian(const feature_matrix& features, std::string_view set
 /// Computes the Frechet distance between Gaussians `a` (named "set A" in
 /// messages) and `b` ("set B").
 ///
-/// Eigenvalues of S_A, or of S_A^(1/2) S_B S_A^(1/2), below
-/// -1e-10 * (their largest possible magnitude) are too negative to come from
-/// rounding. The computation then adds 1e-6 * I to both covariances, as
+/// Eigenvalues of S_A or S_B below -1e-10 * (their largest magnitude) are
+/// too negative to come from rounding. The computation then adds 1e-6 * I to both covariances, as
 /// pytorch-fid does, records offset_used and a warning, and retries. Unlike
 /// pytorch-fid, the traces tr(S_A) and tr(S_B) then include that offset, so
 /// the value is the exact distance between the two offset Gaussians and
 /// never negative. A covariance that is still not PSD after the offset throws
-/// argument_error. Eigenvalues of S_A^(1/2) S_B S_A^(1/2) below
-/// dim * epsilon * (their bound) are rounding noise and count as 0, and a
-/// rounding residue below 0 in the final value is returned as 0. A count with
+/// argument_error. Eigenvalues of S_A or S_B below dim * epsilon * (their
+/// largest) are rounding noise and count as 0, and a rounding residue below 0
+/// in the final value is returned as 0. A count with
 /// 0 < count <= dim adds a warning, because such a covariance is singular.
 frechet_result frechet_distance(const gaussian_stats& a, const gaussian_stats& b);
 
@@ -129,62 +129,85 @@ inline std::vector<double> symmetric_eigen(const std::vector<double>& matrix, st
 // tr(sqrt(S_A S_B)), or the eigenvalue that showed a covariance is not PSD.
 struct sqrt_trace {
   double value = 0.0;
-  bool a_not_psd = false;        // S_A has an eigenvalue below 0 beyond rounding
-  bool product_not_psd = false;  // S_A^(1/2) S_B S_A^(1/2) has one, so S_B is not PSD
+  bool a_not_psd = false;  // S_A has an eigenvalue below 0 beyond rounding
+  bool b_not_psd = false;  // S_B has one
   double negative_eigenvalue = 0.0;
 };
 
-// Computes tr(sqrt((S_A + offset I)(S_B + offset I))) as the file header
-// describes.
+// The PSD square root R = V diag(sqrt(L)) V^T of a symmetric S = V diag(L)
+// V^T, or the eigenvalue that shows S is not PSD.
+struct psd_root {
+  std::vector<double> root;
+  bool not_psd = false;
+  double negative_eigenvalue = 0.0;
+};
+
+// Computes the PSD square root of covariance + offset * I. Eigenvalues below
+// dim * epsilon * (the largest eigenvalue) are rounding noise of syevd and
+// count as 0: their square roots, about 1e-8 of the scale, would otherwise
+// enter every singular value that they touch in the next step.
+inline psd_root covariance_root(const std::vector<double>& covariance, std::size_t dim,
+                                double offset, std::string_view what) {
+  psd_root result;
+  std::vector<double> vectors;
+  const std::vector<double> eigenvalues =
+      symmetric_eigen(symmetrized(covariance, dim, offset), dim, what, &vectors);
+  const double smallest = eigenvalues.front();
+  const double largest = eigenvalues.back();
+  const double magnitude = std::max(std::abs(smallest), std::abs(largest));
+  if (smallest < -negative_eigenvalue_tolerance * magnitude) {
+    result.not_psd = true;
+    result.negative_eigenvalue = smallest;
+    return result;
+  }
+  const double noise =
+      static_cast<double>(dim) * std::numeric_limits<double>::epsilon() * std::max(largest, 0.0);
+  std::vector<double> scaled = vectors;
+  for (std::size_t j = 0; j < dim; ++j) {
+    const double root = eigenvalues[j] > noise ? std::sqrt(eigenvalues[j]) : 0.0;
+    for (std::size_t i = 0; i < dim; ++i) scaled[i * dim + j] *= root;
+  }
+  result.root.resize(dim * dim);
+  gemm_row_major(scaled.data(), dim, dim, false, vectors.data(), dim, dim, true,
+                 result.root.data());
+  return result;
+}
+
+// Computes tr(sqrt((S_A + offset I)(S_B + offset I))) as the sum of the
+// singular values of R_A R_B, where R_A and R_B are the PSD square roots:
+// S_A S_B is similar to R_A R_B (R_A R_B)^T, whose eigenvalues are the
+// squared singular values of R_A R_B. LAPACK gesdd returns singular values
+// with an absolute error of about epsilon * |R_A R_B|, so a small singular
+// value keeps its accuracy. (The square roots of the eigenvalues of
+// R_A S_B R_A would only be accurate to sqrt(epsilon) * |R_A R_B|.)
 inline sqrt_trace trace_sqrt_product(const gaussian_stats& a, const gaussian_stats& b,
                                      double offset) {
   const std::size_t dim = a.dim;
   sqrt_trace result;
-
-  // Step 1: S_A = V diag(L) V^T, and R = V diag(sqrt(max(L, 0))) V^T.
-  std::vector<double> vectors;
-  const std::vector<double> a_eigenvalues =
-      symmetric_eigen(symmetrized(a.covariance, dim, offset), dim, "covariance of set A", &vectors);
-  const double a_smallest = a_eigenvalues.front();
-  const double a_largest = a_eigenvalues.back();
-  const double a_magnitude = std::max(std::abs(a_smallest), std::abs(a_largest));
-  if (a_smallest < -negative_eigenvalue_tolerance * a_magnitude) {
+  const psd_root root_a = covariance_root(a.covariance, dim, offset, "covariance of set A");
+  if (root_a.not_psd) {
     result.a_not_psd = true;
-    result.negative_eigenvalue = a_smallest;
+    result.negative_eigenvalue = root_a.negative_eigenvalue;
     return result;
   }
-  std::vector<double> scaled = vectors;
-  for (std::size_t j = 0; j < dim; ++j) {
-    const double root = std::sqrt(std::max(a_eigenvalues[j], 0.0));
-    for (std::size_t i = 0; i < dim; ++i) scaled[i * dim + j] *= root;
+  const psd_root root_b = covariance_root(b.covariance, dim, offset, "covariance of set B");
+  if (root_b.not_psd) {
+    result.b_not_psd = true;
+    result.negative_eigenvalue = root_b.negative_eigenvalue;
+    return result;
   }
-  std::vector<double> root_a(dim * dim);
-  gemm_row_major(scaled.data(), dim, dim, false, vectors.data(), dim, dim, true, root_a.data());
 
-  // Step 2: M = R S_B R, symmetrized against rounding, and its eigenvalues.
-  const std::vector<double> s_b = symmetrized(b.covariance, dim, offset);
   std::vector<double> product(dim * dim);
-  std::vector<double> m(dim * dim);
-  gemm_row_major(root_a.data(), dim, dim, false, s_b.data(), dim, dim, false, product.data());
-  gemm_row_major(product.data(), dim, dim, false, root_a.data(), dim, dim, false, m.data());
-  const std::vector<double> m_eigenvalues =
-      symmetric_eigen(symmetrized(m, dim, 0.0), dim, "matrix S_A^(1/2) S_B S_A^(1/2)");
-
-  // Step 3: every eigenvalue of M is at most |S_A|_2 |S_B|_2 <= max(L) |S_B|_F,
-  // the scale below, and rounding moves them by about dim * epsilon * scale.
-  // Eigenvalues under that level carry no information and are taken as 0,
-  // because their square roots would turn 1e-16 noise into 1e-8 errors.
-  double b_frobenius_squared = 0.0;
-  for (const double value : s_b) b_frobenius_squared += value * value;
-  const double scale = std::max(a_largest, 0.0) * std::sqrt(b_frobenius_squared);
-  if (m_eigenvalues.front() < -negative_eigenvalue_tolerance * scale) {
-    result.product_not_psd = true;
-    result.negative_eigenvalue = m_eigenvalues.front();
-    return result;
-  }
-  const double noise = static_cast<double>(dim) * std::numeric_limits<double>::epsilon() * scale;
-  for (const double eigenvalue : m_eigenvalues) {
-    if (eigenvalue > noise) result.value += std::sqrt(eigenvalue);
+  gemm_row_major(root_a.root.data(), dim, dim, false, root_b.root.data(), dim, dim, false,
+                 product.data());
+  const auto view = xt::adapt(product.data(), dim * dim, xt::no_ownership(),
+                              std::array<std::size_t, 2>{dim, dim});
+  try {
+    const auto singular_values = std::get<1>(xt::linalg::svd(view, false, false));
+    for (const double value : singular_values) result.value += value;
+  } catch (const std::runtime_error& failure) {
+    throw error(concat("singular values of S_A^(1/2) S_B^(1/2) (", dim, " x ", dim,
+                       ") failed in LAPACK gesdd: ", failure.what()));
   }
   return result;
 }
@@ -263,20 +286,19 @@ inline frechet_result frechet_distance(const gaussian_stats& a, const gaussian_s
   }
 
   detail::sqrt_trace trace = detail::trace_sqrt_product(a, b, 0.0);
-  if (trace.a_not_psd || trace.product_not_psd) {
+  if (trace.a_not_psd || trace.b_not_psd) {
     result.offset_used = detail::frechet_offset;
     result.warnings.push_back(detail::concat(
-        trace.a_not_psd ? "covariance of set A" : "S_A^(1/2) S_B S_A^(1/2)", " has eigenvalue ",
+        trace.a_not_psd ? "covariance of set A" : "covariance of set B", " has eigenvalue ",
         trace.negative_eigenvalue, ", too negative for rounding; added ", result.offset_used,
         " to the diagonal of both covariances"));
     trace = detail::trace_sqrt_product(a, b, result.offset_used);
   }
-  if (trace.a_not_psd || trace.product_not_psd) {
-    throw argument_error(detail::concat(
-        "covariance of ", trace.a_not_psd ? "set A" : "set B",
-        " is not positive semidefinite even with ", result.offset_used,
-        " added to the diagonal: ", trace.a_not_psd ? "it" : "S_A^(1/2) S_B S_A^(1/2)",
-        " has eigenvalue ", trace.negative_eigenvalue));
+  if (trace.a_not_psd || trace.b_not_psd) {
+    throw argument_error(
+        detail::concat("covariance of ", trace.a_not_psd ? "set A" : "set B",
+                       " is not positive semidefinite even with ", result.offset_used,
+                       " added to the diagonal: it has eigenvalue ", trace.negative_eigenvalue));
   }
 
   double mean_term = 0.0;

@@ -2,6 +2,7 @@
 // Mode coverage: how many of a classifier's classes the generated samples
 // reach, and how far their class histogram is from the real one.
 
+#include <algorithm>    // std::min
 #include <cmath>        // std::log
 #include <cstddef>      // std::size_t
 #include <span>         // std::span
@@ -22,6 +23,9 @@ struct mode_coverage_result {
   /// KL(p || q) in nats between the normalized sample histogram p and the
   /// normalized real histogram q (see mode_coverage for empty bins).
   double kl_divergence = 0.0;
+  /// Share of the samples in the class with the fewest of them; 0 when a
+  /// class has none.
+  double min_class_share = 0.0;
 };
 
 /// The substitute for q_c = 0 where p_c > 0 in the KL divergence.
@@ -89,8 +93,10 @@ inline mode_coverage_result mode_coverage(std::span<const std::size_t> sample_la
 
   const auto sample_count = static_cast<double>(sample_labels.size());
   const auto real_count = static_cast<double>(real_labels.size());
+  result.min_class_share = 1.0;
   for (std::size_t c = 0; c < classes; ++c) {
     const double p = static_cast<double>(result.histogram[c]) / sample_count;
+    result.min_class_share = std::min(result.min_class_share, p);
     if (result.histogram[c] > 0 && p >= min_share) ++result.covered_classes;
     if (p == 0.0) continue;
     double q = static_cast<double>(result.real_histogram[c]) / real_count;
