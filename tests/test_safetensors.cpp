@@ -450,6 +450,23 @@ TEST_CASE("safetensors reads files written by other writers") {
     CHECK(file.at("b").to<int>() == std::vector<int>{29, 36});
     CHECK(file.metadata().at("k") == "v");
   }
+  SUBCASE("JSON whitespace around and between tokens") {
+    // JSON allows space, tab, line feed and carriage return between tokens.
+    const std::string header =
+        "\t\r\n {\n  \"a\" :\t{\"dtype\": \"U8\", \"shape\": [ 2 ],\r\n"
+        "   \"data_offsets\": [0, 2]}\n}\n" +
+        std::string(13, ' ');
+    const safetensors file = safetensors::parse(file_with_header(header, 2), "whitespace");
+    CHECK(file.names() == std::vector<std::string>{"a"});
+    CHECK(file.at("a").to<int>() == std::vector<int>{1, 8});
+  }
+  SUBCASE("escapes in names and metadata") {
+    const std::string header = R"({"__metadata__":{"quote\"d":"back\\slash \u00e9 \n"},)"
+                               R"("a\u0000b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})";
+    const safetensors file = safetensors::parse(file_with_header(header, 1), "escapes");
+    CHECK(file.names() == std::vector<std::string>{std::string("a\0b", 3)});
+    CHECK(file.metadata().at("quote\"d") == "back\\slash \xC3\xA9 \n");
+  }
   SUBCASE("empty tensors share an offset with their neighbours") {
     const std::string header = R"({"e1":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
                                R"("x":{"dtype":"F32","shape":[],"data_offsets":[0,4]},)"
@@ -591,6 +608,60 @@ TEST_CASE("safetensors rejects hostile files") {
                         R"("a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})",
                         4),
        {"a:", "name appears twice in the header"}},
+      {"repeated dtype in an entry",
+       file_with_header(R"({"w":{"dtype":"F32","dtype":"U8","shape":[4],"data_offsets":[0,4]}})",
+                        4),
+       {"w:", "key \"dtype\" appears twice"}},
+      {"repeated data_offsets in an entry",
+       file_with_header(R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[0,8],)"
+                        R"("data_offsets":[0,4]}})",
+                        4),
+       {"w:", "key \"data_offsets\" appears twice"}},
+      {"repeated metadata key",
+       file_with_header(R"({"__metadata__":{"k":"1","k":"2"}})"),
+       {"__metadata__:", "key \"k\" appears twice"}},
+      {"metadata value null",
+       file_with_header(R"({"__metadata__":{"k":null}})"),
+       {"__metadata__:", "value of key \"k\" is not a string (found null)"}},
+      {"fractional offset",
+       file_with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8.0]}})", 8),
+       {"w:", "\"data_offsets\" value 8.0 is not a non-negative integer"}},
+      {"offset 2^64",
+       file_with_header(
+           R"({"w":{"dtype":"U8","shape":[0],"data_offsets":[0,18446744073709551616]}})"),
+       {"w:", "\"data_offsets\" value 1.8446744073709552e+19 is not a non-negative integer"}},
+      {"shape with a negative product",
+       file_with_header(R"({"w":{"dtype":"U8","shape":[2,-3],"data_offsets":[0,6]}})", 6),
+       {"w:", "\"shape\" value -3 is not a non-negative integer"}},
+      // Bytes that JSON does not allow where they stand. nlohmann::json ends
+      // its input at a NUL byte and skips a byte-order mark, so without a
+      // check of its own the reader would ignore what follows a NUL.
+      {"NUL after the header object",
+       file_with_header(std::string("{}\0garbage", 10)),
+       {"(byte 10)", "header contains byte 0x00, which JSON does not allow outside a string"}},
+      {"NUL padding instead of spaces",
+       file_with_header(std::string("{}\0\0\0\0\0\0", 8)),
+       {"(byte 10)", "byte 0x00"}},
+      {"NUL hiding a second tensor",
+       file_with_header(std::string(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})") +
+                            '\0' + R"({"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})",
+                        4),
+       {"(byte 61)", "byte 0x00"}},
+      {"NUL inside the object", file_with_header(std::string("{\0}", 3)), {"(byte 9)", "0x00"}},
+      {"NUL in a tensor name",
+       file_with_header(std::string("{\"a\0\":1}", 7)),
+       {"(byte 11)", "control byte 0x00 inside a string, which JSON allows only escaped"}},
+      {"byte-order mark",
+       file_with_header("\xEF\xBB\xBF{}"),
+       {"(byte 8)", "byte 0xEF (the start of a UTF-8 byte-order mark)"}},
+      {"tab inside a name", file_with_header("{\"a\tb\":1}"), {"(byte 11)", "control byte 0x09"}},
+      {"escaped control byte",
+       file_with_header(std::string("{\"a\\\x01\":1}")),
+       {"(byte 12)", "control byte 0x01"}},
+      {"DEL after the object", file_with_header("{}\x7F"), {"(byte 10)", "byte 0x7F"}},
+      {"letter after the object", file_with_header("{} x"), {"(byte 11)", "byte 0x78"}},
+      {"vertical tab as whitespace", file_with_header("{}\v"), {"(byte 10)", "byte 0x0B"}},
+      {"form feed as whitespace", file_with_header("\f{}"), {"(byte 8)", "byte 0x0C"}},
   };
 
   temporary_folder folder;

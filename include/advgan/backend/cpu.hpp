@@ -10,7 +10,7 @@
 
 #include <algorithm>  // std::copy, std::copy_n, std::fill, std::fill_n, std::min
 #include <array>      // std::array
-#include <cmath>      // std::isfinite, std::isnan
+#include <bit>        // std::bit_cast
 #include <concepts>   // std::floating_point
 #include <cstddef>    // std::size_t, std::ptrdiff_t
 #include <utility>    // std::index_sequence
@@ -20,6 +20,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "advgan/core/error.hpp"
+#include "advgan/core/finite.hpp"
 #include "advgan/core/philox.hpp"
 #include "advgan/core/shape.hpp"
 
@@ -197,6 +198,45 @@ struct fixed_conv_geometry {
   }
   static constexpr column_tap tap(std::size_t j) {
     return make_tap(Width, out_w, Stride, Padding, j);
+  }
+};
+
+/// Sizes of a convolution with a rectangular kernel, stride and padding
+/// (kernel_h x kernel_w, and so on), known at run time. The square-kernel
+/// geometries above serve conv2d; this one serves conv2d_rect.
+struct rect_conv_geometry {
+  std::size_t height, width;
+  std::size_t kernel_h, kernel_w;
+  std::size_t stride_h, stride_w;
+  std::size_t padding_h, padding_w;
+  std::size_t out_h, out_w;
+  std::size_t area;   // out_h * out_w, the columns of one sample
+  std::size_t image;  // height * width, the values of one input plane
+
+  constexpr rect_conv_geometry(std::size_t h, std::size_t w, std::size_t kh, std::size_t kw,
+                               std::size_t sh, std::size_t sw, std::size_t ph, std::size_t pw)
+      : height(h),
+        width(w),
+        kernel_h(kh),
+        kernel_w(kw),
+        stride_h(sh),
+        stride_w(sw),
+        padding_h(ph),
+        padding_w(pw),
+        out_h(size_rule::conv_size(h, kh, sh, ph)),
+        out_w(size_rule::conv_size(w, kw, sw, pw)),
+        area(out_h * out_w),
+        image(h * w) {}
+
+  /// Input row of output row oy and kernel row i; negative or >= height in
+  /// the padding.
+  constexpr std::ptrdiff_t input_row(std::size_t oy, std::size_t i) const {
+    return static_cast<std::ptrdiff_t>(oy * stride_h + i) - static_cast<std::ptrdiff_t>(padding_h);
+  }
+
+  /// Returns the output columns that kernel column j reads inside the image.
+  constexpr column_tap tap(std::size_t j) const {
+    return make_tap(width, out_w, stride_w, padding_w, j);
   }
 };
 
@@ -503,6 +543,56 @@ struct cpu {
                 detail::fixed_conv_geometry<Height, Width, Kernel, Stride, Padding>{}, x);
   }
 
+  /// Lowers `count` images for a convolution with a rectangular kernel, to
+  /// the layout that the square-kernel im2col_batch writes, with rows
+  /// (c * kernel_h + i) * kernel_w + j:
+  /// col[row][n * oh * ow + oy * ow + ox] =
+  /// x[n][c][oy * stride_h - padding_h + i][ox * stride_w - padding_w + j], or 0
+  /// in the padding.
+  static void im2col_batch(const Scalar* x, std::size_t count, std::size_t channels,
+                           std::size_t height, std::size_t width, std::size_t kernel_h,
+                           std::size_t kernel_w, std::size_t stride_h, std::size_t stride_w,
+                           std::size_t padding_h, std::size_t padding_w, Scalar* col) {
+    const detail::rect_conv_geometry g(height, width, kernel_h, kernel_w, stride_h, stride_w,
+                                       padding_h, padding_w);
+    const std::size_t row_length = count * g.area;
+    const std::size_t rows_per_channel = g.kernel_h * g.kernel_w;
+    const auto planes = static_cast<std::ptrdiff_t>(count * channels);
+    const bool parallel = static_cast<std::size_t>(planes) * rows_per_channel * g.area >=
+                              detail::parallel_copy_elements &&
+                          !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::ptrdiff_t p = 0; p < planes; ++p) {
+      const std::size_t c = static_cast<std::size_t>(p) / count;
+      const std::size_t n = static_cast<std::size_t>(p) % count;
+      lower_rect_plane(x + (n * channels + c) * g.image, g,
+                       col + c * rows_per_channel * row_length + n * g.area, row_length);
+    }
+  }
+
+  /// The adjoint of the rectangular im2col_batch, assigned: x = col2im(col)
+  /// for `count` images.
+  static void col2im_batch(const Scalar* col, std::size_t count, std::size_t channels,
+                           std::size_t height, std::size_t width, std::size_t kernel_h,
+                           std::size_t kernel_w, std::size_t stride_h, std::size_t stride_w,
+                           std::size_t padding_h, std::size_t padding_w, Scalar* x) {
+    const detail::rect_conv_geometry g(height, width, kernel_h, kernel_w, stride_h, stride_w,
+                                       padding_h, padding_w);
+    const std::size_t row_length = count * g.area;
+    const std::size_t rows_per_channel = g.kernel_h * g.kernel_w;
+    const auto planes = static_cast<std::ptrdiff_t>(count * channels);
+    const bool parallel = static_cast<std::size_t>(planes) * rows_per_channel * g.area >=
+                              detail::parallel_copy_elements &&
+                          !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::ptrdiff_t p = 0; p < planes; ++p) {
+      const std::size_t c = static_cast<std::size_t>(p) / count;
+      const std::size_t n = static_cast<std::size_t>(p) % count;
+      raise_rect_plane(col + c * rows_per_channel * row_length + n * g.area, g,
+                       x + (n * channels + c) * g.image, row_length);
+    }
+  }
+
   /// Copies `count` samples of `channels` planes of `area` values from NCHW
   /// order to channel-major order: out[c][n * area + p] = x[n][c][p].
   static void nchw_to_cnhw(const Scalar* x, std::size_t count, std::size_t channels,
@@ -549,18 +639,25 @@ struct cpu {
   }
 
   /// Returns the index of the first NaN or infinity, or n if all are finite.
+  /// The test reads the exponent bits, so it also works under -ffast-math,
+  /// where std::isfinite folds to true.
   static std::size_t first_non_finite(const Scalar* x, std::size_t n) {
-    // x * 0 is NaN exactly for NaN and infinity, so one vectorised sum finds
-    // whether any value is not finite. Only then does a scalar loop look for
-    // the first one.
-    Scalar probe = 0;
+    // Adding one to a value's exponent field carries into the sign bit
+    // exactly when the field is all ones (NaN or infinity), so one
+    // vectorised pass of integer AND, ADD and OR finds whether any value is
+    // not finite. Only then does a scalar loop look for the first one.
+    using bits = detail::float_bits<Scalar>;
+    using word = typename bits::type;
+    constexpr word exponent_unit = bits::mantissa_mask + 1;
+    word carries = 0;
     const auto count = static_cast<std::ptrdiff_t>(n);
     const bool parallel = n >= parallel_fill_elements && !omp_in_parallel();
-#pragma omp parallel for simd schedule(static) reduction(+ : probe) if (parallel)
-    for (std::ptrdiff_t i = 0; i < count; ++i) probe += x[i] * Scalar(0);
-    if (!std::isnan(probe)) return n;
+#pragma omp parallel for simd schedule(static) reduction(| : carries) if (parallel)
+    for (std::ptrdiff_t i = 0; i < count; ++i)
+      carries |= (std::bit_cast<word>(x[i]) & bits::exponent_mask) + exponent_unit;
+    if ((carries & bits::sign_mask) == 0) return n;
     for (std::size_t i = 0; i < n; ++i)
-      if (!std::isfinite(x[i])) return i;
+      if (!detail::is_finite(x[i])) return i;
     return n;
   }
 
@@ -702,6 +799,60 @@ struct cpu {
           for (std::size_t t = tap.last; t < g.out_w; ++t) row[t] = 0;
         }
       });
+  }
+
+  /// Writes the im2col rows (c, i, j) of one image plane for a rectangular
+  /// kernel: for each kernel tap, out_h * out_w values at out + (i * kernel_w
+  /// + j) * row_length.
+  static void lower_rect_plane(const Scalar* plane, const detail::rect_conv_geometry& g,
+                               Scalar* out, std::size_t row_length) {
+    const auto height = static_cast<std::ptrdiff_t>(g.height);
+    for (std::size_t i = 0; i < g.kernel_h; ++i)
+      for (std::size_t j = 0; j < g.kernel_w; ++j) {
+        const detail::column_tap tap = g.tap(j);
+        Scalar* row = out + (i * g.kernel_w + j) * row_length;
+        for (std::size_t oy = 0; oy < g.out_h; ++oy, row += g.out_w) {
+          const std::ptrdiff_t y = g.input_row(oy, i);
+          if (y < 0 || y >= height || tap.first == tap.last) {
+            std::fill_n(row, g.out_w, Scalar(0));
+            continue;
+          }
+          std::fill_n(row, tap.first, Scalar(0));
+          const Scalar* in = plane + static_cast<std::size_t>(y) * g.width +
+                             static_cast<std::size_t>(
+                                 static_cast<std::ptrdiff_t>(tap.first * g.stride_w) + tap.offset);
+          if (g.stride_w == 1) {
+            std::copy_n(in, tap.last - tap.first, row + tap.first);
+          } else {
+            for (std::size_t t = 0; t < tap.last - tap.first; ++t)
+              row[tap.first + t] = in[t * g.stride_w];
+          }
+          std::fill_n(row + tap.last, g.out_w - tap.last, Scalar(0));
+        }
+      }
+  }
+
+  /// Sets one image plane to the sum of its im2col rows (c, i, j) for a
+  /// rectangular kernel, the adjoint of lower_rect_plane.
+  static void raise_rect_plane(const Scalar* col, const detail::rect_conv_geometry& g,
+                               Scalar* plane, std::size_t row_length) {
+    std::fill_n(plane, g.image, Scalar(0));
+    const auto height = static_cast<std::ptrdiff_t>(g.height);
+    for (std::size_t i = 0; i < g.kernel_h; ++i)
+      for (std::size_t j = 0; j < g.kernel_w; ++j) {
+        const detail::column_tap tap = g.tap(j);
+        if (tap.first == tap.last) continue;
+        const Scalar* row = col + (i * g.kernel_w + j) * row_length;
+        for (std::size_t oy = 0; oy < g.out_h; ++oy) {
+          const std::ptrdiff_t y = g.input_row(oy, i);
+          if (y < 0 || y >= height) continue;
+          const Scalar* in = row + oy * g.out_w + tap.first;
+          Scalar* target = plane + static_cast<std::size_t>(y) * g.width +
+                           static_cast<std::size_t>(
+                               static_cast<std::ptrdiff_t>(tap.first * g.stride_w) + tap.offset);
+          for (std::size_t t = 0; t < tap.last - tap.first; ++t) target[t * g.stride_w] += in[t];
+        }
+      }
   }
 
   /// Splits an image plane into column phases: phases[(y * s + r) *

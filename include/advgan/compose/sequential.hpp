@@ -7,6 +7,7 @@
 // Parameter and buffer names are "<index>.<name>", the state_dict keys of the
 // equivalent torch.nn.Sequential, so weights move between the two unchanged.
 
+#include <algorithm>    // std::copy_n
 #include <array>        // std::array
 #include <cstddef>      // std::size_t
 #include <cstdint>      // std::int64_t
@@ -14,11 +15,14 @@
 #include <tuple>        // std::tuple
 #include <type_traits>  // std::conditional_t, std::remove_cvref_t
 #include <utility>      // std::index_sequence
+#include <vector>       // std::vector
 
 #include "advgan/core/error.hpp"
 #include "advgan/core/philox.hpp"
 #include "advgan/core/shape.hpp"
+#include "advgan/layers/activations.hpp"
 #include "advgan/layers/layer.hpp"
+#include "advgan/layers/reshape.hpp"
 #include "advgan/layers/tangent.hpp"
 
 namespace advgan {
@@ -116,6 +120,34 @@ struct bind_all<Backend, InputShape, std::index_sequence<I...>, Specs...> {
   using type = std::tuple<typename Specs::template bind<
       typename input_shape_at<I, InputShape, Specs...>::type, Backend>...>;
 };
+
+/// A visitor made of several lambdas, one overload each.
+template <class... Functions>
+struct overloaded : Functions... {
+  using Functions::operator()...;
+};
+template <class... Functions>
+overloaded(Functions...) -> overloaded<Functions...>;
+
+/// Whether a layer spec maps every finite input to a finite output, so that
+/// the scan in model::forward() can skip its output: a NaN or infinity there
+/// comes from its input, which the scan has already read. Relu, tanh,
+/// sigmoid, leaky_relu with a slope in [-1, 1], flatten and reshape qualify.
+template <class Spec>
+inline constexpr bool keeps_values_finite = false;
+template <>
+inline constexpr bool keeps_values_finite<relu> = true;
+template <>
+inline constexpr bool keeps_values_finite<tanh_activation> = true;
+template <>
+inline constexpr bool keeps_values_finite<sigmoid> = true;
+template <class Slope>
+inline constexpr bool keeps_values_finite<leaky_relu<Slope>> =
+    Slope::num <= Slope::den && -Slope::num <= Slope::den;
+template <>
+inline constexpr bool keeps_values_finite<flatten> = true;
+template <std::size_t Channels, std::size_t Height, std::size_t Width>
+inline constexpr bool keeps_values_finite<reshape<Channels, Height, Width>> = true;
 
 /// Whether a bound layer's backward may write dx over dy.
 template <class Layer>
@@ -236,15 +268,36 @@ class model {
 
   /// Runs every layer on x, shape (N, C, H, W) with (C, H, W) = input_shape,
   /// and returns the output. x must stay alive and unchanged until backward.
+  /// With check_non_finite(true), also finds the first NaN or infinity in
+  /// the layer outputs, for first_non_finite_activation().
   const tensor& forward(const tensor& x, philox* rng = nullptr) {
     detail::expect_sample_shape<input_shape, Backend>("sequential input", x);
     const forward_context context{training_, rng};
+    scanned_ = false;
+    first_non_finite_ = {layer_count, 0, 0.0};
     for_each_layer([&](auto& layer, auto index) {
       constexpr std::size_t i = decltype(index)::value;
       const tensor& in = i == 0 ? x : activations_[i - 1];
       layer.forward(in, activations_[i], context);
+      // The scan reads the output that the layer has just written, while it
+      // is still in cache, and stops at the first layer with a bad value.
+      // Layer 0 is always read, because nothing has checked the input x.
+      constexpr bool skip =
+          i > 0 && detail::keeps_values_finite<typename Spec::template layer_spec<i>>;
+      if (!skip && check_non_finite_ && first_non_finite_.layer == layer_count)
+        first_non_finite_ = find_non_finite(i);
     });
+    scanned_ = check_non_finite_;
     return activations_[layer_count - 1];
+  }
+
+  /// Turns the scan for NaN and infinity in forward() on or off (off by
+  /// default). While on, forward() checks each layer's output right after
+  /// the layer writes it, and first_non_finite_activation() returns the
+  /// result of that scan instead of reading every output again.
+  void check_non_finite(bool enabled) {
+    check_non_finite_ = enabled;
+    scanned_ = false;
   }
 
   /// Backpropagates dy (the gradient of the output of the last forward
@@ -322,6 +375,34 @@ class model {
     });
   }
 
+  /// Appends every floating-point buffer's values to `values` and every
+  /// counter to `counters`, in visit_buffers order, for restore_buffers().
+  /// Allocates nothing once the vectors have the capacity.
+  void save_buffers(std::vector<scalar>& values, std::vector<std::int64_t>& counters) {
+    for_each_layer([&](auto& layer, auto) {
+      layer.visit_buffers(detail::overloaded{
+          [&](const char*, scalar* data, const parameter_spec& spec) {
+            values.insert(values.end(), data, data + spec.size());
+          },
+          [&](const char*, std::int64_t& counter) { counters.push_back(counter); }});
+    });
+  }
+
+  /// Writes back what save_buffers() appended, starting at the given
+  /// positions of the two vectors, and advances the positions past it.
+  void restore_buffers(const std::vector<scalar>& values, std::size_t& value_position,
+                       const std::vector<std::int64_t>& counters, std::size_t& counter_position) {
+    for_each_layer([&](auto& layer, auto) {
+      layer.visit_buffers(detail::overloaded{
+          [&](const char*, scalar* data, const parameter_spec& spec) {
+            std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(value_position), spec.size(),
+                        data);
+            value_position += spec.size();
+          },
+          [&](const char*, std::int64_t& counter) { counter = counters[counter_position++]; }});
+    });
+  }
+
   /// The layer at Index, for tests and for layer-specific settings.
   template <std::size_t Index>
   auto& layer() {
@@ -329,13 +410,14 @@ class model {
   }
 
   /// Finds the first layer whose last output holds a NaN or infinity, so an
-  /// error can name where a non-finite value first appeared. Returns
-  /// layer_count when every output is finite.
+  /// error can name where a non-finite value first appeared, also when a
+  /// later layer (tanh, sigmoid) maps it back to a finite value. Returns
+  /// layer_count as the layer when every output is finite.
   non_finite_location first_non_finite_activation() const {
+    if (scanned_) return first_non_finite_;
     for (std::size_t i = 0; i < layer_count; ++i) {
-      const std::size_t n = Backend::size(activations_[i]);
-      const std::size_t at = Backend::first_non_finite(Backend::data(activations_[i]), n);
-      if (at < n) return {i, at, static_cast<double>(Backend::data(activations_[i])[at])};
+      const non_finite_location found = find_non_finite(i);
+      if (found.layer < layer_count) return found;
     }
     return {layer_count, 0, 0.0};
   }
@@ -386,6 +468,15 @@ class model {
     }
   }
 
+  /// Returns the first NaN or infinity in the output of layer i, or a
+  /// location with layer == layer_count when it has none.
+  non_finite_location find_non_finite(std::size_t i) const {
+    const std::size_t n = Backend::size(activations_[i]);
+    const std::size_t at = Backend::first_non_finite(Backend::data(activations_[i]), n);
+    if (at == n) return {layer_count, 0, 0.0};
+    return {i, at, static_cast<double>(Backend::data(activations_[i])[at])};
+  }
+
   /// Checks every layer for a tangent pass; the failing check names the
   /// first layer without one.
   static constexpr bool all_twice_differentiable() {
@@ -406,6 +497,9 @@ class model {
   std::array<tensor, layer_count> tangents_;                 // [i] = output tangent of layer i
   std::array<tensor, layer_count> tangent_input_gradients_;  // [i] = dL/d(input tangent of i)
   bool training_ = true;
+  bool check_non_finite_ = false;
+  bool scanned_ = false;  // whether first_non_finite_ belongs to the last forward()
+  non_finite_location first_non_finite_{layer_count, 0, 0.0};
 };
 
 }  // namespace advgan

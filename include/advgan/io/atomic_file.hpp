@@ -5,17 +5,22 @@
 // never a truncated mix of the two.
 
 #include <fcntl.h>     // open, O_* flags
+#include <signal.h>    // kill
 #include <sys/stat.h>  // fstat, fchmod, stat
 #include <unistd.h>    // write, fsync, close, getpid, unlink
 
-#include <atomic>      // std::atomic
-#include <cerrno>      // errno, EINTR, EINVAL, EEXIST, ENOSPC
-#include <cstddef>     // std::byte, std::size_t
-#include <cstdio>      // std::rename
-#include <cstring>     // std::strerror
-#include <filesystem>  // std::filesystem::path
-#include <span>        // std::span
-#include <string>      // std::string
+#include <algorithm>     // std::all_of
+#include <atomic>        // std::atomic
+#include <cerrno>        // errno, EINTR, EINVAL, EEXIST, ENOSPC, ESRCH
+#include <charconv>      // std::from_chars
+#include <cstddef>       // std::byte, std::size_t
+#include <cstdio>        // std::rename
+#include <cstring>       // std::strerror
+#include <filesystem>    // std::filesystem::path
+#include <span>          // std::span
+#include <string>        // std::string
+#include <string_view>   // std::string_view
+#include <system_error>  // std::error_code, std::errc
 
 #include "advgan/core/error.hpp"
 
@@ -28,13 +33,63 @@ inline std::string errno_text(int code) {
   return std::strerror(code);
 }
 
+// Returns the prefix of the temporary names of `path`: ".<name>.tmp-".
+inline std::string temporary_prefix_for(const std::filesystem::path& path) {
+  // Appending in steps, because g++ 12 at -O3 warns (-Wrestrict) about
+  // "." + std::string, falsely.
+  std::string prefix = ".";
+  prefix += path.filename().string();
+  prefix += ".tmp-";
+  return prefix;
+}
+
 // Returns a temporary name beside `path` that no other thread or live process
-// uses, because it contains the process id and a per-process counter.
+// uses, because it contains the process id and a per-process counter:
+// ".<name>.tmp-<pid>-<counter>".
 inline std::filesystem::path temporary_path_for(const std::filesystem::path& path,
                                                 const std::filesystem::path& folder) {
   static std::atomic<unsigned long> counter{0};
-  return folder / advgan::detail::concat(".", path.filename().string(), ".tmp-", ::getpid(), "-",
-                                         counter.fetch_add(1));
+  return folder /
+         advgan::detail::concat(temporary_prefix_for(path), ::getpid(), "-", counter.fetch_add(1));
+}
+
+// Returns the writer's process id from a name that temporary_path_for made
+// for `prefix`, or 0 if `name` is not such a name.
+inline pid_t temporary_writer_of(std::string_view name, std::string_view prefix) {
+  if (name.substr(0, prefix.size()) != prefix) return 0;
+  const std::string_view rest = name.substr(prefix.size());
+  const std::size_t dash = rest.find('-');
+  if (dash == std::string_view::npos || dash == 0 || dash + 1 == rest.size()) return 0;
+  auto all_digits = [](std::string_view text) {
+    return std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!all_digits(rest.substr(0, dash)) || !all_digits(rest.substr(dash + 1))) return 0;
+  pid_t pid = 0;
+  const auto [end, error] = std::from_chars(rest.data(), rest.data() + dash, pid);
+  if (error != std::errc() || end != rest.data() + dash) return 0;
+  return pid;
+}
+
+// Removes the temporary files of `path` in `folder` whose writer process no
+// longer exists, as a save killed by SIGKILL leaves them. A temporary file
+// of a live process, this one included, stays, because that process may
+// still be writing it. Cleanup is best effort: an error while listing or
+// removing leaves the files in place and does not fail the save.
+// NOTE: kill(pid, 0) looks up the pid in this process's pid namespace, so a
+// writer on another machine or in another container that shares the folder
+// counts as gone, and its save then fails at the rename with file_error.
+inline void remove_stale_temporaries(const std::filesystem::path& path,
+                                     const std::filesystem::path& folder) {
+  const std::string prefix = temporary_prefix_for(path);
+  std::error_code error;
+  for (std::filesystem::directory_iterator entry(folder, error), end; !error && entry != end;
+       entry.increment(error)) {
+    const pid_t writer = temporary_writer_of(entry->path().filename().string(), prefix);
+    if (writer <= 0) continue;  // kill() reads 0 and negative ids as process groups
+    if (::kill(writer, 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;
+    std::filesystem::remove(entry->path(), ignored);
+  }
 }
 
 // Owns a file descriptor and, until release_path(), the temporary file it
@@ -119,7 +174,10 @@ inline bool sync_folder(const std::filesystem::path& folder) {
 /// Replaces the file at `path` with `bytes` atomically.
 ///
 /// Writes to `.<name>.tmp-<pid>-<n>` in the same folder, checks every write,
-/// fsyncs the file, renames it over `path` and fsyncs the folder. An existing
+/// fsyncs the file, renames it over `path` and fsyncs the folder. Before
+/// that, it removes the temporary files of `path` that earlier saves left
+/// when they were killed, recognised by a <pid> of a process that no longer
+/// exists. An existing
 /// target keeps its permission bits and is never truncated. A symbolic link at
 /// `path` is replaced by the new file, not followed. On a failure before the
 /// rename (no space, EFBIG from RLIMIT_FSIZE, a missing folder) the temporary
@@ -138,6 +196,8 @@ inline void write_file_atomically(const std::filesystem::path& path,
 
   std::filesystem::path folder = path.parent_path();
   if (folder.empty()) folder = ".";
+  // Stale temporaries go first, so that their space is free for this write.
+  detail::remove_stale_temporaries(path, folder);
   detail::temporary_file temporary(detail::temporary_path_for(path, folder));
   struct stat target_status {};
   const bool target_exists = ::stat(path.c_str(), &target_status) == 0;

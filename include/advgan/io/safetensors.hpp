@@ -11,7 +11,7 @@
 
 #include <algorithm>    // std::sort, std::max_element
 #include <bit>          // std::bit_cast, std::endian
-#include <cmath>        // std::ldexp, std::trunc, std::isfinite, std::fabs
+#include <cmath>        // std::ldexp, std::trunc, std::fabs
 #include <cstddef>      // std::byte, std::size_t
 #include <cstdint>      // std::uint16_t, std::uint64_t, std::int64_t
 #include <cstring>      // std::memcpy
@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "advgan/core/error.hpp"
+#include "advgan/core/finite.hpp"
 #include "advgan/io/atomic_file.hpp"
 
 namespace advgan::io {
@@ -244,15 +245,19 @@ bool convert_element(Source value, T& out) {
     out = value != Source{0};
   } else if constexpr (std::is_floating_point_v<T>) {
     if constexpr (std::is_floating_point_v<Source>)
-      if (std::isfinite(value) && std::fabs(value) > std::numeric_limits<T>::max()) return false;
+      if (advgan::detail::is_finite(value) && std::fabs(value) > std::numeric_limits<T>::max())
+        return false;
     out = static_cast<T>(value);
   } else if constexpr (std::is_integral_v<Source>) {
     if (!std::in_range<T>(value)) return false;
     out = static_cast<T>(value);
   } else {
     // T's range is [-2^digits, 2^digits) for signed T, [0, 2^digits) for unsigned.
+    // The bit test rejects NaN and infinity also under -ffast-math, where
+    // the range comparisons may assume that neither occurs.
     const double upper = std::ldexp(1.0, std::numeric_limits<T>::digits);
     const double lower = std::is_signed_v<T> ? -upper : 0.0;
+    if (!advgan::detail::is_finite(value)) return false;
     if (!(value >= lower && value < upper) || std::trunc(value) != value) return false;
     out = static_cast<T>(value);
   }
@@ -559,6 +564,68 @@ inline void check_layout(const std::vector<header_entry>& entries, std::uint64_t
         concat("data section has ", data_size, " bytes, but the tensors cover only ", covered));
 }
 
+// Formats a byte for an error message, as in "0x0A".
+inline std::string byte_text(unsigned char byte) {
+  constexpr char digits[] = "0123456789ABCDEF";
+  return {'0', 'x', digits[byte >> 4], digits[byte & 0x0F]};
+}
+
+// Throws file_error at the first header byte that JSON does not allow where
+// it stands. Outside strings, JSON allows only whitespace (space, tab, line
+// feed, carriage return), structural characters and the characters of
+// numbers and literals, and inside strings no unescaped control character.
+// The checks matter for bytes that nlohmann::json would pass over: it ends
+// the input at a NUL byte, so anything after one went unread, and it skips a
+// UTF-8 byte-order mark. The space padding that writers add at the end of the
+// header is whitespace and passes.
+inline void check_json_bytes(std::string_view text, const std::string& source) {
+  using advgan::detail::concat;
+  constexpr std::string_view allowed_outside_strings = " \t\n\r{}[]:,\"-+.0123456789eEtruefalsn";
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (in_string) {
+      if (byte == '"') {
+        in_string = false;
+        continue;
+      }
+      // An escaped byte cannot end the string, so the loop steps over it,
+      // but it must not be a control byte either.
+      if (byte == '\\' && i + 1 < text.size()) ++i;
+      const auto checked = static_cast<unsigned char>(text[i]);
+      if (checked < 0x20)
+        throw file_error(source, "",
+                         concat("header contains control byte ", byte_text(checked),
+                                " inside a string, which JSON allows only escaped"),
+                         8 + i);
+    } else if (byte == '"') {
+      in_string = true;
+    } else if (allowed_outside_strings.find(static_cast<char>(byte)) == std::string_view::npos) {
+      const bool byte_order_mark = i == 0 && text.substr(0, 3) == "\xEF\xBB\xBF";
+      throw file_error(source, "",
+                       concat("header contains byte ", byte_text(byte),
+                              byte_order_mark ? " (the start of a UTF-8 byte-order mark)" : "",
+                              ", which JSON does not allow outside a string"),
+                       8 + i);
+    }
+  }
+}
+
+// The first key that appears twice in one object of the header: the tensor
+// entry (or "__metadata__") that contains it, the key, and the nesting depth
+// of its object, 1 for the top level.
+struct repeated_key {
+  std::string entry;
+  std::string key;
+  std::size_t depth;
+};
+
+// An object of the header while the parser is inside it: its keys so far.
+struct open_object {
+  std::set<std::string> keys;
+  std::string last_key;
+};
+
 // Parses and checks the header JSON, given the length of the data section
 // that follows it. Every check happens before any tensor is read.
 inline parsed_header parse_header(std::string_view text, std::uint64_t data_size,
@@ -567,15 +634,25 @@ inline parsed_header parse_header(std::string_view text, std::uint64_t data_size
   const std::size_t bad_byte = find_invalid_utf8(text);
   if (bad_byte != std::string_view::npos)
     throw file_error(source, "", "header is not valid UTF-8", 8 + bad_byte);
+  check_json_bytes(text, source);
 
-  // A repeated tensor name would silently keep only its last entry, so the
-  // parser callback records it.
-  std::optional<std::string> repeated_name;
-  std::set<std::string> seen;
-  auto find_repeats = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& key) {
-    if (depth == 1 && event == nlohmann::json::parse_event_t::key && !repeated_name) {
-      const auto& name = key.get_ref<const std::string&>();
-      if (!seen.insert(name).second) repeated_name = name;
+  // A repeated key would silently keep only its last value, so the parser
+  // callback records the first one, in any object of the header.
+  std::optional<repeated_key> repeated;
+  std::vector<open_object> open_objects;
+  auto find_repeats = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using event_kind = nlohmann::json::parse_event_t;
+    if (event == event_kind::object_start) {
+      open_objects.emplace_back();
+    } else if (event == event_kind::object_end) {
+      open_objects.pop_back();
+    } else if (event == event_kind::key && !repeated) {
+      open_object& object = open_objects.back();
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (!object.keys.insert(key).second)
+        repeated = repeated_key{open_objects.size() == 1 ? key : open_objects.front().last_key, key,
+                                open_objects.size()};
+      object.last_key = key;
     }
     return true;
   };
@@ -588,8 +665,11 @@ inline parsed_header parse_header(std::string_view text, std::uint64_t data_size
   if (!header.is_object())
     throw file_error(source, "",
                      concat("header is not a JSON object (found ", describe(header), ")"));
-  if (repeated_name)
-    throw file_error(source, clip(*repeated_name), "name appears twice in the header");
+  if (repeated && repeated->depth == 1)
+    throw file_error(source, clip(repeated->entry), "name appears twice in the header");
+  if (repeated)
+    throw file_error(source, clip(repeated->entry),
+                     concat("key \"", clip(repeated->key), "\" appears twice"));
 
   parsed_header parsed;
   for (const auto& [name, value] : header.items()) {

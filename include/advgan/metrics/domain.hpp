@@ -11,7 +11,7 @@
 // never be compared or reported under the same name.
 
 #include <algorithm>    // std::min, std::max
-#include <cmath>        // std::exp, std::log, std::isfinite
+#include <cmath>        // std::exp, std::log
 #include <concepts>     // std::floating_point
 #include <cstddef>      // std::size_t
 #include <cstdint>      // std::int64_t, std::uint8_t
@@ -24,6 +24,7 @@
 #include "advgan/backend/cpu.hpp"
 #include "advgan/compose/sequential.hpp"
 #include "advgan/core/error.hpp"
+#include "advgan/core/finite.hpp"
 #include "advgan/io/safetensors.hpp"
 #include "advgan/layers.hpp"
 #include "advgan/metrics/features.hpp"
@@ -146,7 +147,7 @@ template <std::floating_point T>
 void check_finite_logits(std::span<const T> logits, std::size_t classes,
                          std::string_view function_name) {
   for (std::size_t index = 0; index < logits.size(); ++index) {
-    if (std::isfinite(logits[index])) continue;
+    if (is_finite(logits[index])) continue;  // a bit test, which -ffast-math keeps
     throw argument_error(concat(function_name, ": logit ", static_cast<double>(logits[index]),
                                 " at row ", index / classes, ", column ", index % classes,
                                 " is not finite"));

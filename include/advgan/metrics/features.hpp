@@ -4,7 +4,6 @@
 // per feature, stored row-major in double.
 
 #include <array>        // std::array
-#include <cmath>        // std::isnan, std::isfinite
 #include <cstddef>      // std::size_t
 #include <limits>       // std::numeric_limits
 #include <string_view>  // std::string_view
@@ -15,6 +14,7 @@
 #include <xtensor/xadapt.hpp>      // xt::adapt
 
 #include "advgan/core/error.hpp"
+#include "advgan/core/finite.hpp"
 
 namespace advgan {
 
@@ -62,10 +62,10 @@ inline void check_finite(const feature_matrix& features, std::string_view set_na
   }
   for (std::size_t index = 0; index < features.values.size(); ++index) {
     const double value = features.values[index];
-    if (std::isfinite(value)) continue;
+    if (detail::is_finite(value)) continue;  // a bit test, which -ffast-math keeps
     const std::size_t row = index / features.cols;
     const std::size_t col = index % features.cols;
-    if (std::isnan(value)) {
+    if (detail::is_nan(value)) {
       throw argument_error(
           detail::concat("NaN feature in ", set_name, " at row ", row, ", column ", col));
     }

@@ -6,8 +6,10 @@
 // They live in advgan::math because advgan::sigmoid already names the
 // sigmoid layer.
 
-#include <cmath>     // std::exp, std::log1p, std::fabs, std::isinf
+#include <cmath>     // std::exp, std::log1p, std::fabs
 #include <concepts>  // std::floating_point
+
+#include "advgan/core/finite.hpp"
 
 namespace advgan::math {
 
@@ -36,7 +38,7 @@ T softplus(T x) {
 /// and +inf for a target in [0, 1] that does not.
 template <std::floating_point T>
 T bce_with_logits(T x, T y) {
-  if (std::isinf(x)) {
+  if (advgan::detail::is_infinite(x)) {  // a bit test, which -ffast-math keeps
     if (x > 0) return y == 1 ? T(0) : (T(1) - y) * x;  // the limit of (1 - y) x
     return y == 0 ? T(0) : -y * x;                     // the limit of -y x
   }
