@@ -10,6 +10,7 @@
 #include "advgan/layers/instance_norm.hpp"
 #include "advgan/layers/layer.hpp"
 #include "advgan/layers/layer_norm.hpp"
+#include "advgan/layers/minibatch_discrimination.hpp"
 #include "advgan/layers/minibatch_stddev.hpp"
 #include "advgan/layers/reshape.hpp"
 #include "advgan/layers/spectral_norm.hpp"

@@ -9,6 +9,7 @@
 #include "advgan/objectives/non_saturating.hpp"
 #include "advgan/objectives/objective.hpp"
 #include "advgan/objectives/penalties.hpp"
+#include "advgan/objectives/relativistic.hpp"
 #include "advgan/objectives/softplus.hpp"
 #include "advgan/objectives/wasserstein.hpp"
 #include "advgan/objectives/weight_clipping.hpp"

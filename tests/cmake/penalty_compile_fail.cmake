@@ -27,3 +27,10 @@ advgan_compile_fail(NAME weight_clipping_with_spectral_norm
   TWIN weight_clipping_without_spectral_norm.cpp
   REGEX "advgan: weight clipping and spectral normalization both bound the critic's Lipschitz constant"
         "check_clipping_without_spectral_norm<0, advgan::spectral_norm<advgan::conv2d<2, 3(, 1, 0, true)?> ?>, false>")
+
+advgan_compile_fail(NAME gradient_penalty_on_minibatch_discrimination_critic
+  SOURCE gradient_penalty_on_minibatch_discrimination_critic.cpp
+  TWIN gradient_penalty_on_critic_without_minibatch_discrimination.cpp
+  REGEX "advgan: a gradient penalty differentiates the critic twice, but minibatch_discrimination is not twice differentiable"
+        "bound the critic with spectral_norm instead of a penalty"
+        "check_penalty_without_minibatch_discrimination<3, advgan::minibatch_discrimination<3, 2>, false>")

@@ -14,7 +14,6 @@
 // are infinite with opposite signs. A finite-loss check then still catches
 // it. NaN logits give a NaN loss.
 
-#include <cmath>        // std::isnan
 #include <concepts>     // std::floating_point, std::same_as
 #include <cstddef>      // std::size_t
 #include <limits>       // std::numeric_limits
@@ -22,6 +21,7 @@
 #include <type_traits>  // std::type_identity_t
 
 #include "advgan/core/error.hpp"
+#include "advgan/core/finite.hpp"
 
 namespace advgan {
 
@@ -30,12 +30,14 @@ namespace detail {
 /// A sum of loss terms that resolves inf - inf to +inf instead of NaN.
 class loss_sum {
  public:
+  // The tests read the bits of `term`, so that they also hold under
+  // -ffast-math, where std::isnan and comparisons with infinity fold away.
   void add(double term) {
-    if (std::isnan(term))
+    if (is_nan(term))
       has_nan_ = true;
-    else if (term == std::numeric_limits<double>::infinity())
+    else if (is_positive_infinity(term))
       has_positive_infinity_ = true;
-    else if (term == -std::numeric_limits<double>::infinity())
+    else if (is_negative_infinity(term))
       has_negative_infinity_ = true;
     else
       finite_ += term;
@@ -97,6 +99,12 @@ concept objective_for_scalar = requires(std::span<const T> logits, std::span<T> 
   { Objective::generator_loss(logits, grad) } -> std::same_as<double>;
 };
 
+template <class Objective, class T>
+concept relativistic_objective_for_scalar = requires(std::span<const T> logits, std::span<T> grad) {
+  { Objective::discriminator_loss(logits, logits, grad, grad) } -> std::same_as<double>;
+  { Objective::generator_loss(logits, logits, grad, grad) } -> std::same_as<double>;
+};
+
 }  // namespace detail
 
 /// An adversarial objective usable with float and double logits:
@@ -109,5 +117,15 @@ concept objective_for_scalar = requires(std::span<const T> logits, std::span<T> 
 template <class Objective>
 concept objective = detail::objective_for_scalar<Objective, float> &&
     detail::objective_for_scalar<Objective, double>;
+
+/// An adversarial objective whose generator loss also depends on the real
+/// logits, such as the relativistic average objectives: discriminator_loss
+/// as in `objective`, and
+/// `Objective::generator_loss(real_logits, fake_logits, real_grad,
+/// fake_grad)`, which returns the generator loss and assigns its gradient
+/// with respect to both logit sets.
+template <class Objective>
+concept relativistic_objective = detail::relativistic_objective_for_scalar<Objective, float> &&
+    detail::relativistic_objective_for_scalar<Objective, double>;
 
 }  // namespace advgan

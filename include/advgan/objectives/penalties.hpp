@@ -38,6 +38,7 @@
 #include "advgan/core/error.hpp"
 #include "advgan/core/philox.hpp"
 #include "advgan/layers/batch_norm.hpp"
+#include "advgan/layers/minibatch_discrimination.hpp"
 #include "advgan/layers/tangent.hpp"
 
 namespace advgan {
@@ -70,6 +71,20 @@ struct check_penalty_without_batch_norm {
   static constexpr bool value = Valid;
 };
 
+/// Fails to compile for minibatch_discrimination in the critic; the
+/// template arguments name the layer's index and its spec.
+template <std::size_t LayerIndex, class Layer, bool Valid>
+struct check_penalty_without_minibatch_discrimination {
+  static_assert(Valid,
+                "advgan: a gradient penalty differentiates the critic twice, but "
+                "minibatch_discrimination is not twice differentiable (its L1 distances |t| have "
+                "no second derivative at t = 0) and makes each sample's gradient depend on the "
+                "batch; remove it from a critic that carries a gradient penalty, or keep it and "
+                "bound the critic with spectral_norm instead of a penalty; see LayerIndex and "
+                "Layer");
+  static constexpr bool value = Valid;
+};
+
 /// Fails to compile when the critic does not output one value per sample.
 template <class CriticOutput, bool Valid>
 struct check_penalty_critic_output {
@@ -79,16 +94,23 @@ struct check_penalty_critic_output {
   static constexpr bool value = Valid;
 };
 
-/// Checks one critic layer: batch norm gets its own message, and any other
-/// layer without a tangent pass gets the generic one.
+/// Checks one critic layer: batch norm and minibatch_discrimination get
+/// their own messages, and any other layer without a tangent pass gets the
+/// generic one.
 template <class Model, std::size_t Index>
 constexpr bool check_penalty_layer() {
   using spec = typename Model::spec::template layer_spec<Index>;
   using bound = std::tuple_element_t<Index, typename Model::layer_tuple>;
   constexpr bool mixes = mixes_samples<spec>;
-  return check_penalty_without_batch_norm<Index, spec, !mixes>::value &&
-             check_twice_differentiable < Index,
-         spec, mixes || twice_differentiable_layer < bound >> ::value;
+  constexpr bool discriminates = is_minibatch_discrimination<spec>;
+  // A layer with its own message above skips the generic one.
+  constexpr bool has_tangent_or_own_message =
+      mixes || discriminates || twice_differentiable_layer<bound>;
+  constexpr bool without_batch_norm = check_penalty_without_batch_norm<Index, spec, !mixes>::value;
+  constexpr bool without_discrimination =
+      check_penalty_without_minibatch_discrimination<Index, spec, !discriminates>::value;
+  return without_batch_norm && without_discrimination &&
+         check_twice_differentiable<Index, spec, has_tangent_or_own_message>::value;
 }
 
 /// True when the critic model can carry a gradient penalty; otherwise the
