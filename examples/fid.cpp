@@ -9,7 +9,11 @@
 //
 // These values are domain metrics: they rank generators of this dataset,
 // but they are not comparable with FID or KID computed on InceptionV3
-// features, as papers report them.
+// features, as papers report them. With --features inception
+// --inception-weights FILE, FID, KID, precision and recall use the 2048
+// pool features of the FID InceptionV3 instead, with images resized to
+// 299 x 299 and grayscale repeated to three channels. Mode coverage still
+// uses the classifier.
 //
 // A source is one of three kinds:
 // - an IDX file of uint8 images, N x 28 x 28 or N x 32 x 32, plain or
@@ -37,6 +41,7 @@
 
 #include <advgan/advgan.hpp>
 #include <advgan/metrics/domain.hpp>
+#include <advgan/metrics/inception.hpp>
 #include <advgan/metrics/metrics.hpp>
 
 #include "classifier_model.hpp"
@@ -55,6 +60,7 @@ struct options {
   bool json = false;
   std::string features = "classifier";
   fs::path classifier = classifier_tools::default_classifier_file();
+  std::optional<fs::path> inception_weights;
   std::optional<std::size_t> count;
   std::uint64_t seed = 0;
   int threads = 2;
@@ -67,11 +73,16 @@ constexpr const char* usage =
     "  SOURCE           an IDX file of uint8 images (N x 28 x 28 or N x 32 x 32, plain\n"
     "                   or .gz), a folder of grayscale PNG files of one size (28 x 28\n"
     "                   or 32 x 32), or a generator file written by dcgan_fashion_mnist\n"
-    "  --json           print one JSON object with keys fid, kid, kid_std, precision,\n"
-    "                   recall, mode_coverage, min_class_share, mode_kl\n"
-    "  --features NAME  feature extractor; \"classifier\" (the default) is the only one\n"
+    "  --json           print one JSON object with keys features, fid, kid, kid_std,\n"
+    "                   precision, recall, mode_coverage, min_class_share, mode_kl\n"
+    "  --features NAME  features of fid, kid, precision and recall: \"classifier\"\n"
+    "                   (the default, domain metrics) or \"inception\" (the FID\n"
+    "                   InceptionV3 at 299 x 299, far slower; needs\n"
+    "                   --inception-weights)\n"
     "  --classifier FILE  classifier weights (default the committed\n"
     "                   examples/weights/fashion_mnist_classifier.safetensors)\n"
+    "  --inception-weights FILE  InceptionV3 weights converted by\n"
+    "                   scripts/convert_inception_weights.py\n"
     "  --count N        images per source: the first N of a file or folder (default\n"
     "                   all), or N generator samples (default 10000)\n"
     "  --seed N         seed of the generator samples and the KID subsets (default 0)\n"
@@ -100,6 +111,8 @@ options parse_options(int argc, char** argv) {
       parsed.features = value;
     else if (flag == "--classifier")
       parsed.classifier = value;
+    else if (flag == "--inception-weights")
+      parsed.inception_weights = value;
     else if (flag == "--count")
       parsed.count = command_line::parse_unsigned(flag, value);
     else if (flag == "--seed")
@@ -109,9 +122,17 @@ options parse_options(int argc, char** argv) {
     else
       throw argument_error(detail::concat("unknown option ", flag, "\n", usage));
   }
-  if (parsed.features != "classifier") {
+  if (parsed.features != "classifier" && parsed.features != "inception") {
     throw argument_error(detail::concat("--features: unknown extractor \"", parsed.features,
-                                        "\"; accepted names: classifier"));
+                                        "\"; accepted names: classifier, inception"));
+  }
+  if (parsed.features == "inception" && !parsed.inception_weights) {
+    throw argument_error(
+        "--features inception needs --inception-weights FILE, the InceptionV3 weights "
+        "converted by scripts/convert_inception_weights.py");
+  }
+  if (parsed.features != "inception" && parsed.inception_weights) {
+    throw argument_error("--inception-weights is only used with --features inception");
   }
   if (sources.size() != 2) {
     throw argument_error(detail::concat("expected two sources, got ", sources.size(), "\n", usage));
@@ -274,25 +295,41 @@ source_kind detect_kind(const std::string& path) {
                    "nor a folder of PNG files");
 }
 
-domain_feature_set source_features(domain_features& extractor, const std::string& path,
-                                   const options& opts) {
+/// The images of one source: 8-bit images from a file or folder, or the
+/// 1 x 32 x 32 samples in [-1, 1] of a generator.
+struct source_images {
+  byte_images bytes;
+  std::vector<float> samples;
+  bool generated = false;
+};
+
+source_images read_source(const std::string& path, const options& opts) {
+  source_images images;
   switch (detect_kind(path)) {
-    case source_kind::idx: {
-      const byte_images images = read_idx_source(path, opts.count);
-      return extractor.extract(std::span<const std::uint8_t>(images.pixels), images.height,
-                               images.width);
-    }
-    case source_kind::png_folder: {
-      const byte_images images = read_png_folder(path, opts.count);
-      return extractor.extract(std::span<const std::uint8_t>(images.pixels), images.height,
-                               images.width);
-    }
-    default: {
-      const std::vector<float> samples =
+    case source_kind::idx:
+      images.bytes = read_idx_source(path, opts.count);
+      break;
+    case source_kind::png_folder:
+      images.bytes = read_png_folder(path, opts.count);
+      break;
+    default:
+      images.samples =
           read_generator_source(path, opts.count.value_or(default_generator_count), opts.seed);
-      return extractor.extract(std::span<const float>(samples));
-    }
+      images.generated = true;
   }
+  return images;
+}
+
+domain_feature_set classifier_features(domain_features& extractor, const source_images& images) {
+  if (images.generated) return extractor.extract(std::span<const float>(images.samples));
+  return extractor.extract(std::span<const std::uint8_t>(images.bytes.pixels), images.bytes.height,
+                           images.bytes.width);
+}
+
+feature_matrix pool_features(inception_features& extractor, const source_images& images) {
+  if (images.generated) return extractor.extract(std::span<const float>(images.samples), 1, 32, 32);
+  return extractor.extract(std::span<const std::uint8_t>(images.bytes.pixels), images.bytes.height,
+                           images.bytes.width);
 }
 
 void run(const options& opts) {
@@ -302,21 +339,36 @@ void run(const options& opts) {
                      "classifier weights not found; pass --classifier FILE");
   }
   domain_features extractor(opts.classifier);
-  const domain_feature_set a = source_features(extractor, opts.source_a, opts);
-  const domain_feature_set b = source_features(extractor, opts.source_b, opts);
+  std::unique_ptr<inception_features> inception;
+  if (opts.inception_weights) {
+    if (!fs::exists(*opts.inception_weights)) {
+      throw file_error(opts.inception_weights->string(), "",
+                       "InceptionV3 weights not found; convert them with "
+                       "scripts/convert_inception_weights.py and pass --inception-weights FILE");
+    }
+    inception = std::make_unique<inception_features>(*opts.inception_weights);
+  }
+  const source_images images_a = read_source(opts.source_a, opts);
+  const source_images images_b = read_source(opts.source_b, opts);
+  const domain_feature_set a = classifier_features(extractor, images_a);
+  const domain_feature_set b = classifier_features(extractor, images_b);
+  // The features of the distances: the classifier's, or InceptionV3's.
+  const feature_matrix features_a = inception ? pool_features(*inception, images_a) : a.features;
+  const feature_matrix features_b = inception ? pool_features(*inception, images_b) : b.features;
 
-  const frechet_result fid = frechet_distance(a.features, b.features);
+  const frechet_result fid = frechet_distance(features_a, features_b);
   for (const std::string& warning : fid.warnings)
     std::fprintf(stderr, "fid: warning: %s\n", warning.c_str());
   kid_options kid_settings;
-  kid_settings.subset_size = std::min<std::size_t>({1000, a.features.rows, b.features.rows});
+  kid_settings.subset_size = std::min<std::size_t>({1000, features_a.rows, features_b.rows});
   kid_settings.seed = opts.seed;
-  const kid_result kid = kernel_inception_distance(a.features, b.features, kid_settings);
-  const precision_recall_result manifold = precision_recall(a.features, b.features);
+  const kid_result kid = kernel_inception_distance(features_a, features_b, kid_settings);
+  const precision_recall_result manifold = precision_recall(features_a, features_b);
   const mode_coverage_result modes = mode_coverage(b.probabilities, a.probabilities);
 
   if (opts.json) {
-    const nlohmann::json result = {{"fid", fid.value},
+    const nlohmann::json result = {{"features", opts.features},
+                                   {"fid", fid.value},
                                    {"kid", kid.mean},
                                    {"kid_std", kid.stddev},
                                    {"precision", manifold.precision},
@@ -327,6 +379,7 @@ void run(const options& opts) {
     std::printf("%s\n", result.dump().c_str());
     return;
   }
+  std::printf("features   %s\n", opts.features.c_str());
   std::printf("fid        %.6g\n", fid.value);
   std::printf("kid        %.6g +- %.2g\n", kid.mean, kid.stddev);
   std::printf("precision  %.4f\n", manifold.precision);

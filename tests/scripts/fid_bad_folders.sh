@@ -2,7 +2,8 @@
 # Feeds the fid tool folders of images it must reject: one with a file that
 # is not a PNG, one with PNG files of two sizes. Each run must end with exit
 # status 1 and a message naming the offending file, never a crash. An
-# unknown --features name must be rejected the same way.
+# unknown --features name and a missing --inception-weights file must be
+# rejected the same way.
 # Usage: fid_bad_folders.sh FID CLASSIFIER WORK
 set -eu
 fid=$1
@@ -68,11 +69,20 @@ expect_rejection "$work/not_png" "$work/not_png/b_notes.txt" "not a PNG file"
 expect_rejection "$work/mixed_sizes" "$work/mixed_sizes/b.png" "32 x 32"
 expect_rejection "$work/mixed_sizes" "$work/mixed_sizes/a.png" "28 x 28"
 status=0
-"$fid" --features inception "$work/not_png" "$work/not_png" 2>"$work/err.txt" || status=$?
+"$fid" --features resnet "$work/not_png" "$work/not_png" 2>"$work/err.txt" || status=$?
 message=$(cat "$work/err.txt")
-echo "--features inception: exit status $status: $message"
+echo "--features resnet: exit status $status: $message"
 case "$status:$message" in
-  1:*"accepted names: classifier"*) ;;
+  1:*"accepted names: classifier, inception"*) ;;
   *) echo "FAIL: expected exit status 1 and the list of accepted names"; exit 1 ;;
 esac
-echo "both folders and the unknown extractor rejected"
+status=0
+"$fid" --features inception --inception-weights "$work/no_weights.safetensors" \
+  --classifier "$classifier" "$work/not_png" "$work/not_png" 2>"$work/err.txt" || status=$?
+message=$(cat "$work/err.txt")
+echo "--features inception with missing weights: exit status $status: $message"
+case "$status:$message" in
+  1:*"$work/no_weights.safetensors"*) ;;
+  *) echo "FAIL: expected exit status 1 and the name of the missing weights file"; exit 1 ;;
+esac
+echo "both folders, the unknown extractor and the missing weights rejected"
