@@ -23,6 +23,10 @@
 #include <type_traits>  // std::is_same_v
 #include <vector>       // std::vector
 
+#if defined(__SSE2__)
+#include <emmintrin.h>  // _mm_sqrt_ps, _mm_sqrt_pd
+#endif
+
 #include "advgan/optim/optimizer.hpp"
 
 namespace advgan {
@@ -177,11 +181,9 @@ class adam_algorithm {
   };
 
   /// Updates elements [begin, end), operation by operation as in the file
-  /// header. Compilers do not vectorise std::sqrt while it may set
-  /// errno, so the update runs in three loops over the block: the moments
-  /// (vectorised), the square roots (scalar) and the parameter update
-  /// (vectorised). Decay and Amsgrad are template arguments, so the
-  /// vectorised loops have no branches.
+  /// header, in three loops over the block: the moments, the square roots
+  /// and the parameter update. Decay and Amsgrad are template arguments, so
+  /// the first and last loops have no branches and vectorise.
   template <bool Decay, bool Amsgrad>
   static void update_range(const update_arrays& a, const update_constants& k, std::size_t begin,
                            std::size_t end) {
@@ -209,12 +211,30 @@ class adam_algorithm {
       }
       root[i] = second_moment;
     }
-    for (std::size_t i = 0; i < count; ++i) root[i] = std::sqrt(root[i]);
+    square_roots(root, count);
 #pragma omp simd
     for (std::size_t i = 0; i < count; ++i) {
       const T denom = root[i] / k.bias_correction2_sqrt + k.eps;
       p[i] = p[i] + k.negative_step_size * m[i] / denom;
     }
+  }
+
+  /// Replaces each of `count` values by its square root. Compilers keep
+  /// std::sqrt scalar in a loop while it may set errno, so on x86 the SSE2
+  /// square-root instructions do the work: they round exactly as std::sqrt
+  /// does and differ only in leaving errno alone.
+  static void square_roots(T* values, std::size_t count) {
+    std::size_t i = 0;
+#if defined(__SSE2__)
+    if constexpr (std::is_same_v<T, float>) {
+      for (; i + 4 <= count; i += 4)
+        _mm_storeu_ps(values + i, _mm_sqrt_ps(_mm_loadu_ps(values + i)));
+    } else if constexpr (std::is_same_v<T, double>) {
+      for (; i + 2 <= count; i += 2)
+        _mm_storeu_pd(values + i, _mm_sqrt_pd(_mm_loadu_pd(values + i)));
+    }
+#endif
+    for (; i < count; ++i) values[i] = std::sqrt(values[i]);
   }
 
   Options options_;
