@@ -6,7 +6,9 @@ to 32x32: transposed convolutions with batch norm and ReLU, convolutions
 with batch norm and LeakyReLU 0.2, BCE, Adam(2e-4, 0.5, 0.999), batch 64)
 on Fashion-MNIST padded to 32x32 for a fixed wall-clock budget at each of
 several widths, then advgan's demo for the same budget and thread count.
-Each run writes 10,000 samples as a uint8 IDX file of 28x28 images, and
+Each run writes 10,000 samples as a uint8 IDX file of 28x28 images (PyTorch's
+with batch norm in training and in evaluation mode) and a grid of the first
+64 of them as PNG, and
 advgan's fid tool scores them against the 10,000-image test set with the
 committed Fashion-MNIST classifier (domain FID, KID, mode coverage).
 
@@ -20,9 +22,11 @@ import argparse
 import gzip
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
 DATA = "/usr/share/datasets/fashion-mnist"
 
@@ -41,6 +45,37 @@ def write_idx_images(path, images):
         for extent in images.shape:
             f.write(int(extent).to_bytes(4, "big"))
         f.write(images.tobytes())
+
+
+def write_png_grid(idx_path, png_path, side=8, border=2):
+    """Writes the first side*side images of a uint8 IDX file as one grayscale
+    PNG grid, with the standard library only, so both runs' grids look alike."""
+    with open(idx_path, "rb") as f:
+        blob = f.read()
+    count, rows, cols = (int.from_bytes(blob[4 + 4 * i:8 + 4 * i], "big") for i in range(3))
+    if count < side * side:
+        raise ValueError(f"{idx_path}: {count} images, the grid needs {side * side}")
+    width = side * cols + (side + 1) * border
+    height = side * rows + (side + 1) * border
+    canvas = bytearray(width * height)
+    for index in range(side * side):
+        top = border + (index // side) * (rows + border)
+        left = border + (index % side) * (cols + border)
+        image = blob[16 + index * rows * cols:16 + (index + 1) * rows * cols]
+        for y in range(rows):
+            start = (top + y) * width + left
+            canvas[start:start + cols] = image[y * cols:(y + 1) * cols]
+    raw = b"".join(b"\x00" + bytes(canvas[y * width:(y + 1) * width]) for y in range(height))
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    with open(png_path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
+        f.write(chunk(b"IDAT", zlib.compress(raw, 9)))
+        f.write(chunk(b"IEND", b""))
 
 
 def train_pytorch(width, seconds, threads, out_dir):
@@ -99,11 +134,16 @@ def train_pytorch(width, seconds, threads, out_dir):
             loss(discriminator(fake), ones).backward()
             opt_g.step()
             steps += 1
-    generator.eval()
-    with torch.no_grad():
-        samples = torch.cat([generator(torch.randn(500, nz, 1, 1)) for _ in range(20)])
-    pixels = ((samples[:, 0, 2:30, 2:30] + 1) * 127.5).round().clamp(0, 255).byte().numpy()
-    write_idx_images(os.path.join(out_dir, "samples.idx"), pixels)
+    # The recipe draws its samples with batch norm in training mode (batch
+    # statistics); evaluation mode uses the running averages. Both are
+    # written, and the table reports each, so PyTorch gets the better one.
+    noise = torch.randn(10000, nz, 1, 1)
+    for mode in ("train", "eval"):
+        generator.train(mode == "train")
+        with torch.no_grad():
+            samples = torch.cat([generator(chunk) for chunk in noise.split(500)])
+        pixels = ((samples[:, 0, 2:30, 2:30] + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        write_idx_images(os.path.join(out_dir, f"samples_{mode}.idx"), pixels)
     with open(os.path.join(out_dir, "steps.json"), "w") as f:
         json.dump({"steps": steps, "seconds": time.monotonic() - start}, f)
 
@@ -144,18 +184,21 @@ def main():
              str(args.threads), "--child", str(width), folder], env=env)
         with open(os.path.join(folder, "steps.json")) as f:
             steps = json.load(f)["steps"]
-        rows.append((f"PyTorch DCGAN width {width}", steps,
-                     score(args.build, os.path.join(folder, "samples.idx"), test_idx)))
+        for mode in ("train", "eval"):
+            samples = os.path.join(folder, f"samples_{mode}.idx")
+            write_png_grid(samples, os.path.join(folder, f"grid_{mode}.png"))
+            rows.append((f"PyTorch DCGAN width {width}, BN {mode}", steps,
+                         score(args.build, samples, test_idx)))
 
+    # The demo's defaults, with its training time set to the budget. Its
+    # end-of-epoch metrics are left out, as PyTorch's run has none.
     folder = os.path.join(args.out, "advgan")
     run([os.path.join(args.build, "examples", "dcgan_fashion_mnist"), "--out", folder,
-         "--threads", str(args.threads), "--max-seconds", str(int(seconds))])
+         "--threads", str(args.threads), "--max-seconds", str(int(seconds)), "--no-metrics"])
     run([os.path.join(args.build, "examples", "generate"), "--generator",
          os.path.join(folder, "generator.safetensors"), "--count", "10000", "--out",
          os.path.join(folder, "samples.idx")])
-    run([os.path.join(args.build, "examples", "generate"), "--generator",
-         os.path.join(folder, "generator.safetensors"), "--count", "64", "--out",
-         os.path.join(folder, "samples.png")])
+    write_png_grid(os.path.join(folder, "samples.idx"), os.path.join(folder, "grid.png"))
     with open(os.path.join(folder, "metrics.jsonl")) as f:
         iterations = max((json.loads(line).get("iteration", 0) for line in f), default=0)
     rows.append(("advgan demo defaults", iterations,
