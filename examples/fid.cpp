@@ -1,7 +1,7 @@
 // Compares two sets of Fashion-MNIST-like images with domain metrics: the
 // Frechet distance (FID), the kernel distance (KID), precision and recall,
-// all on the features of the committed Fashion-MNIST classifier, and the
-// mode coverage of SOURCE_B: the share of the 10 classes that the
+// all on the features of the committed Fashion-MNIST classifier. It also
+// prints the mode coverage of SOURCE_B: the share of the 10 classes that the
 // classifier finds among its images, the share of the rarest class, and the
 // KL divergence of B's class histogram from A's.
 //

@@ -158,9 +158,9 @@ TEST_CASE("atomic write removes temporaries of exited writers") {
 }
 
 TEST_CASE("atomic write cleans up after a killed save") {
-  // The child stops inside a save, after its temporary file exists and
-  // before the rename, by taking SIGKILL from itself; the next save by this
-  // process removes what it left.
+  // The child sends itself SIGKILL inside a save, after its temporary file
+  // exists and before the rename. The next save by this process removes
+  // what it left.
   temporary_folder folder;
   const fs::path target = folder / "model.bin";
   save_text(target, "first");

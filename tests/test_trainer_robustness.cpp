@@ -274,8 +274,8 @@ TEST_CASE("NaN inside a step leaves the documented state") {
 
 namespace {
 
-// Layer 0 outputs FLT_MAX (zero weights, bias FLT_MAX); layer 1 sums four
-// of those and overflows to +inf; the tanh at layer 2 maps that to 1.
+// Layer 0 outputs FLT_MAX (zero weights, bias FLT_MAX). Layer 1 sums four
+// of those and overflows to +inf, and the tanh at layer 2 maps that to 1.
 using overflowing_generator =
     sequential<input<4>, dense<4>, dense<4>, tanh_activation, reshape<1, 2, 2>>;
 using small_critic = sequential<input<1, 2, 2>, flatten, dense<8>, leaky_relu<>, dense<1>>;

@@ -570,8 +570,8 @@ inline std::string byte_text(unsigned char byte) {
   return {'0', 'x', digits[byte >> 4], digits[byte & 0x0F]};
 }
 
-// Throws file_error at the first header byte that JSON does not allow where
-// it stands. Outside strings, JSON allows only whitespace (space, tab, line
+// Throws file_error at the first header byte that JSON does not allow at its
+// position. Outside strings, JSON allows only whitespace (space, tab, line
 // feed, carriage return), structural characters and the characters of
 // numbers and literals, and inside strings no unescaped control character.
 // The checks matter for bytes that nlohmann::json would pass over: it ends

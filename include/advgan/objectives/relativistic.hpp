@@ -23,7 +23,7 @@
 //   dL/dr_k = (phi'(a_k) - E_j psi'(b_j)) / n_r,
 //   dL/df_k = (psi'(b_k) - E_i phi'(a_i)) / n_f.
 // The generator loss therefore has gradients with respect to both logit
-// sets; the trainer backpropagates only the fake ones, because real data
+// sets. The trainer backpropagates only the fake ones, because real data
 // does not depend on the generator.
 //
 // Infinite logits: the loss and the gradients are the limits where those

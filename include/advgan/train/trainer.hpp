@@ -20,13 +20,14 @@
 // A relativistic objective (relativistic_average<...>) couples the real and
 // fake logits, so its real-logit gradient is known only after step 3. D
 // caches one batch, so after backpropagating the fake batch the trainer
-// runs D on the real batch again, from the same layer-noise position and
-// buffers (batch-norm statistics, spectral-norm vectors) as the first real
-// pass, backpropagates the real gradient, and then restores the buffers of
-// after the fake pass. The result equals one backward pass through both
-// batches, at the cost of a second forward pass on the real batch. Step 5
-// then also runs D on the real batch, whose logits enter the generator
-// loss, and backpropagates only the fake logits' gradient to G.
+// runs D on the real batch again. That pass starts from the layer-noise
+// position and the buffers (batch-norm statistics, spectral-norm vectors)
+// of the first real pass. The trainer backpropagates the real gradient and
+// then restores the buffers as they were after the fake pass. The result
+// equals one backward pass through both batches, at the cost of a second
+// forward pass on the real batch. Step 5 then also runs D on the real
+// batch, whose logits enter the generator loss, and backpropagates only the
+// fake logits' gradient to G.
 
 #include <algorithm>    // std::copy_n, std::min
 #include <cmath>        // std::lround
@@ -257,10 +258,10 @@ requires(objective<Objective> || relativistic_objective<Objective>) &&
   /// A bad batch leaves the trainer unchanged. A batch that is empty or not
   /// of sample_shape (shape_error) or contains a NaN or infinity (numeric_error)
   /// is rejected before anything changes. A batch size that a layer cannot
-  /// take (argument_error: batch norm over a single value, a
-  /// minibatch_stddev group that does not divide the batch) is found in a
-  /// forward pass, and step() then restores the iteration, the generator
-  /// positions and both models' buffers before it rethrows.
+  /// take raises argument_error in a forward pass, for example batch norm
+  /// over a single value or a minibatch_stddev group that does not divide
+  /// the batch. step() then restores the iteration, the generator positions
+  /// and both models' buffers before it rethrows.
   ///
   /// A NaN or infinity that arises during the step, in a layer output, a
   /// loss or a gradient, throws numeric_error and leaves the step half done:
