@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "advgan/advgan.hpp"
+#include "temporary_folder.hpp"
 
 namespace {
 
@@ -211,25 +212,7 @@ int perform_requested_run() {
 // Helpers of the tests
 // ---------------------------------------------------------------------------
 
-// A fresh folder under the system's temporary folder, removed with its contents.
-class temporary_folder {
- public:
-  temporary_folder() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() / ("advgan-test-determinism-" + std::to_string(::getpid()) +
-                                         "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~temporary_folder() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using advgan::testing::temporary_folder;
 
 // Executes this test binary in a child process to perform `run`, and waits
 // up to 10 minutes for it.

@@ -22,32 +22,14 @@
 #include "advgan/core/error.hpp"
 #include "advgan/data/gzip.hpp"
 #include "advgan/data/idx.hpp"
+#include "temporary_folder.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using bytes = std::vector<std::uint8_t>;
 
-// A fresh folder under the system's temporary folder, removed with its contents.
-class temporary_folder {
- public:
-  temporary_folder() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("advgan-test-idx-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~temporary_folder() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using advgan::testing::temporary_folder;
 
 void write_bytes(const fs::path& path, const bytes& data) {
   std::ofstream out(path, std::ios::binary);

@@ -25,10 +25,12 @@
 #include "advgan/layers.hpp"
 #include "advgan/metrics/inception.hpp"
 #include "gradient_check.hpp"
+#include "temporary_folder.hpp"
 
 using namespace advgan;
 using advgan::testing::check_gradients;
 using advgan::testing::random_tensor;
+using advgan::testing::temporary_folder;
 
 namespace {
 
@@ -275,8 +277,8 @@ TEST_CASE("fid inception names match torchvision") {
 }
 
 TEST_CASE("inception_features rejects bad weights files") {
-  const auto missing =
-      std::filesystem::temp_directory_path() / "advgan_no_such_inception.safetensors";
+  const temporary_folder folder;
+  const auto missing = folder / "no_such_inception.safetensors";
   try {
     inception_features extractor(missing);
     FAIL("expected file_error");
@@ -285,7 +287,7 @@ TEST_CASE("inception_features rejects bad weights files") {
   }
 
   // A file with one tensor of the wrong shape and none of the others.
-  const auto wrong = std::filesystem::temp_directory_path() / "advgan_wrong_inception.safetensors";
+  const auto wrong = folder / "wrong_inception.safetensors";
   io::safetensors file;
   const std::vector<float> values(6, 0.0f);
   file.add<float>("Conv2d_1a_3x3.conv.weight", {2, 3}, std::span<const float>(values));
@@ -298,14 +300,14 @@ TEST_CASE("inception_features rejects bad weights files") {
     CHECK(message.find(wrong.string()) != std::string::npos);
     CHECK(message.find("Conv2d_1a_3x3.conv.weight") != std::string::npos);
   }
-  std::filesystem::remove(wrong);
 }
 
 namespace {
 
-/// Returns the path of a weights file with the network's own random weights.
-std::filesystem::path random_inception_weights() {
-  const auto path = std::filesystem::temp_directory_path() / "advgan_random_inception.safetensors";
+/// Writes a weights file with the network's own random weights into `folder`
+/// and returns its path.
+std::filesystem::path random_inception_weights(const temporary_folder& folder) {
+  const auto path = folder / "random_inception.safetensors";
   fid_inception_v3<cpu<float>> network(5);
   save_model(path, network);
   return path;
@@ -314,9 +316,8 @@ std::filesystem::path random_inception_weights() {
 }  // namespace
 
 TEST_CASE("inception_features input forms agree") {
-  const auto path = random_inception_weights();
-  inception_features extractor(path, 2);
-  std::filesystem::remove(path);
+  const temporary_folder folder;
+  inception_features extractor(random_inception_weights(folder), 2);
 
   // Two 6 x 5 grayscale images as bytes, as floats, and as three equal channels.
   std::vector<std::uint8_t> bytes(2 * 6 * 5);
@@ -342,9 +343,8 @@ TEST_CASE("inception_features input forms agree") {
 }
 
 TEST_CASE("inception_features rejects bad images") {
-  const auto path = random_inception_weights();
-  inception_features extractor(path);
-  std::filesystem::remove(path);
+  const temporary_folder folder;
+  inception_features extractor(random_inception_weights(folder));
   std::vector<float> images(2 * 2 * 4 * 4, 0.0f);
   CHECK_THROWS_AS(extractor.extract(std::span<const float>(images), 2, 4, 4), argument_error);
   CHECK_THROWS_AS(extractor.extract(std::span<const float>(images), 3, 4, 4), argument_error);

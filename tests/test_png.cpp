@@ -20,6 +20,7 @@
 
 #include "advgan/core/error.hpp"
 #include "advgan/io/png.hpp"
+#include "temporary_folder.hpp"
 
 namespace {
 
@@ -29,26 +30,7 @@ using advgan::io::png_grid_options;
 using advgan::io::read_png;
 using advgan::io::write_png_grid;
 
-// A fresh folder under the system's temporary folder, removed with its contents.
-class temporary_folder {
- public:
-  temporary_folder() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("advgan-test-png-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~temporary_folder() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using advgan::testing::temporary_folder;
 
 void write_bytes(const fs::path& path, const bytes& data) {
   std::ofstream out(path, std::ios::binary);

@@ -35,6 +35,7 @@
 #include "advgan/core/philox.hpp"
 #include "advgan/io/atomic_file.hpp"
 #include "advgan/io/safetensors.hpp"
+#include "temporary_folder.hpp"
 
 namespace {
 
@@ -48,33 +49,7 @@ constexpr dtype all_dtypes[] = {dtype::f16, dtype::bf16, dtype::f32,    dtype::f
                                 dtype::i16, dtype::i32,  dtype::i64,    dtype::u8,  dtype::u16,
                                 dtype::u32, dtype::u64,  dtype::boolean};
 
-// A fresh folder under the system's temporary folder, removed with its contents.
-class temporary_folder {
- public:
-  temporary_folder() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() / ("advgan-test-safetensors-" + std::to_string(::getpid()) +
-                                         "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~temporary_folder() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path_))
-      names.push_back(entry.path().filename().string());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
+using advgan::testing::temporary_folder;
 
 byte_vector bytes_of(std::initializer_list<int> values) {
   byte_vector result;

@@ -21,12 +21,14 @@
 #include "advgan/io/safetensors.hpp"
 #include "gradient_check.hpp"
 #include "tangent_check.hpp"
+#include "temporary_folder.hpp"
 
 using namespace advgan;
 using advgan::testing::check_gradients;
 using advgan::testing::check_tangent;
 using advgan::testing::cpu64;
 using advgan::testing::random_tensor;
+using advgan::testing::temporary_folder;
 using advgan::testing::tensor64;
 
 namespace {
@@ -111,12 +113,12 @@ TEST_CASE("spectral_norm eval mode freezes u and v") {
     CHECK(file.at("0.weight_u").shape == std::vector<std::size_t>{2});
     CHECK(file.at("0.weight_v").shape == std::vector<std::size_t>{2});
     CHECK(file.at("0.weight_orig").shape == std::vector<std::size_t>{2, 2});
-    const auto path = std::filesystem::temp_directory_path() / "advgan_spectral_norm.safetensors";
+    const temporary_folder folder;
+    const auto path = folder / "spectral_norm.safetensors";
     file.save(path);
 
     diagonal_model loaded(12345);
     load_model(io::safetensors::load(path), "", loaded);
-    std::filesystem::remove(path);
     loaded.eval();
     const tensor64& y = loaded.forward(ones_input());
     CHECK(y.data()[0] == first.data()[0]);

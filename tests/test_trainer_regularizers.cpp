@@ -15,10 +15,12 @@
 
 #include "advgan/advgan.hpp"
 #include "gradient_check.hpp"
+#include "temporary_folder.hpp"
 
 using namespace advgan;
 using advgan::testing::cpu64;
 using advgan::testing::random_tensor;
+using advgan::testing::temporary_folder;
 using advgan::testing::tensor64;
 
 namespace {
@@ -40,10 +42,6 @@ trainer_options wgan_options() {
 template <class Model>
 std::vector<double> parameters_of(Model& m) {
   return {m.parameters(), m.parameters() + Model::parameter_count};
-}
-
-std::filesystem::path temporary(const std::string& name) {
-  return std::filesystem::temp_directory_path() / ("advgan_trainer_regularizers_" + name);
 }
 
 }  // namespace
@@ -211,7 +209,8 @@ TEST_CASE("regularized trainer resumes exactly") {
   auto straight = std::make_unique<trainer_type>(options);
   for (const auto& batch : batches) straight->step(batch);
 
-  const auto path = temporary("resume.safetensors");
+  const temporary_folder folder;
+  const auto path = folder / "resume.safetensors";
   auto first = std::make_unique<trainer_type>(options);
   for (int i = 0; i < 3; ++i) first->step(batches[i]);
   first->save_checkpoint(path);
@@ -221,7 +220,6 @@ TEST_CASE("regularized trainer resumes exactly") {
 
   auto resumed = std::make_unique<trainer_type>(options);
   resumed->load_checkpoint(path);
-  std::filesystem::remove(path);
   CHECK(resumed->replay()->size() == 6);
   for (int i = 3; i < 6; ++i) resumed->step(batches[i]);
   CHECK(parameters_of(resumed->discriminator()) == parameters_of(straight->discriminator()));
@@ -229,12 +227,12 @@ TEST_CASE("regularized trainer resumes exactly") {
 }
 
 TEST_CASE("plain trainer checkpoints carry no regularizer state") {
-  const auto path = temporary("plain.safetensors");
+  const temporary_folder folder;
+  const auto path = folder / "plain.safetensors";
   gan_trainer<tiny_generator, tiny_critic, wasserstein, cpu64> trainer(wgan_options());
   trainer.step(random_tensor(4, 1, 2, 2, 5));
   trainer.save_checkpoint(path);
   const io::safetensors file = io::safetensors::load(path);
-  std::filesystem::remove(path);
   for (const std::string& name : file.names()) {
     INFO(name);
     CHECK(name.rfind("replay.", 0) != 0);
@@ -243,7 +241,8 @@ TEST_CASE("plain trainer checkpoints carry no regularizer state") {
 }
 
 TEST_CASE("checkpoint without penalty state is rejected") {
-  const auto path = temporary("no_penalty_state.safetensors");
+  const temporary_folder folder;
+  const auto path = folder / "no_penalty_state.safetensors";
   gan_trainer<tiny_generator, tiny_critic, wasserstein, cpu64> plain(wgan_options());
   plain.step(random_tensor(4, 1, 2, 2, 5));
   plain.save_checkpoint(path);
@@ -251,6 +250,5 @@ TEST_CASE("checkpoint without penalty state is rejected") {
       wgan_options());
   const std::vector<double> before = parameters_of(penalised.discriminator());
   CHECK_THROWS_AS(penalised.load_checkpoint(path), file_error);
-  std::filesystem::remove(path);
   CHECK(parameters_of(penalised.discriminator()) == before);
 }

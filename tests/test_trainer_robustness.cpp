@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "advgan/advgan.hpp"
+#include "temporary_folder.hpp"
 
 namespace {
 
@@ -33,26 +34,7 @@ using namespace advgan;
 using bytes = std::vector<char>;
 using backend = cpu<float>;
 
-// A fresh folder under the system's temporary folder, removed with its contents.
-class temporary_folder {
- public:
-  temporary_folder() {
-    static int counter = 0;
-    path_ =
-        fs::temp_directory_path() / ("advgan-test-trainer-robustness-" +
-                                     std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~temporary_folder() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using advgan::testing::temporary_folder;
 
 bytes read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
