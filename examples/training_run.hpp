@@ -10,6 +10,9 @@
 // scores go to the epoch line and to metrics.jsonl; --no-metrics skips them.
 
 #include <unistd.h>  // isatty
+#if defined(__GLIBC__)
+#include <malloc.h>  // mallopt, M_MMAP_THRESHOLD
+#endif
 
 #include <cstdint>     // std::int64_t, std::uint64_t
 #include <cstdio>      // std::printf, std::snprintf, std::fflush
@@ -221,6 +224,18 @@ std::string score_epoch(classifier_tools::test_set_scorer& scorer, Trainer& trai
   return text;
 }
 
+/// Makes every allocation of 128 KiB or more a mapping of its own that goes
+/// back to the system when freed. glibc otherwise raises this threshold to
+/// the size of the largest mapped block freed so far (up to 32 MiB). The
+/// end-of-epoch scores allocate and free buffers of several MiB, so later
+/// buffers of that size would come from the heap instead; the heap then
+/// fragments and the peak resident memory creeps up over the first epochs.
+inline void return_large_blocks_to_system() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
+}
+
 /// Trains `trainer` for opts.epochs passes over the training images, or
 /// until opts.max_seconds of wall time have passed. Every epoch, and a run
 /// cut short by the time limit, ends with a grid, a checkpoint that --resume
@@ -231,6 +246,7 @@ std::string score_epoch(classifier_tools::test_set_scorer& scorer, Trainer& trai
 template <class Trainer, class LogFields, class LineSuffix>
 void train(const options& opts, Trainer& trainer, const char* step_name, LogFields log_fields,
            LineSuffix line_suffix) {
+  return_large_blocks_to_system();
   std::filesystem::create_directories(opts.out);
   const std::filesystem::path out = opts.out;
   const std::filesystem::path checkpoint = out / "checkpoint.safetensors";
