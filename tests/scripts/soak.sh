@@ -38,7 +38,7 @@ if [[ ${#args[@]} -eq 0 ]]; then
 fi
 out=
 # An epoch ends with its "epoch_end" record, or with its scores record when
-# the scores are on: the scores allocate their own buffers, so the baseline
+# the scores are on. The scores allocate their own buffers, and the baseline
 # after epoch 1 must include them.
 epoch_record='"epoch_end"'
 for ((i = 0; i < ${#args[@]}; ++i)); do
@@ -83,11 +83,11 @@ fi
 
 # Per epoch k: the largest VmRSS sampled while it ran (samples with k - 1
 # epochs done), and VmRSS and VmHWM of the first sample after it finished.
-# Two figures must stay within the slack of their values after epoch 1: the
-# resident memory between epochs (VmRSS after each epoch; it drops when the
-# buffers of the scores are freed), and the peak of the whole run (the final
-# VmHWM, which also covers the last epoch, after which the process may exit
-# before a sample is taken).
+# Two figures must stay within the slack of their values after epoch 1.
+# One is the resident memory between epochs: VmRSS after each epoch, which
+# drops when the buffers of the scores are freed. The other is the peak of
+# the whole run, the final VmHWM. It also covers the last epoch, after which
+# the process may exit before a sample is taken.
 awk -v slack="$slack" '
   NR == 1 { next }
   {
