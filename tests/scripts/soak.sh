@@ -62,12 +62,14 @@ pid=$!
 # VmHWM in KiB. The demo appends an "epoch_end" record to metrics.jsonl, and
 # flushes it, after each epoch's checkpoint, then a record with the scores.
 printf 'seconds\tepochs_done\tvm_rss_kib\tvm_hwm_kib\n' >"$samples"
+# The count is read before the memory, so a sample that counts an epoch as
+# done was taken after that epoch's last record.
 while kill -0 "$pid" 2>/dev/null; do
+  done_count=$(grep -c "$epoch_record" "$out/metrics.jsonl" 2>/dev/null || true)
+  done_count=${done_count:-0}
   status=$(cat "/proc/$pid/status" 2>/dev/null || true)
   rss=$(awk '/^VmRSS:/ {print $2}' <<<"$status")
   hwm=$(awk '/^VmHWM:/ {print $2}' <<<"$status")
-  done_count=$(grep -c "$epoch_record" "$out/metrics.jsonl" 2>/dev/null || true)
-  done_count=${done_count:-0}
   if [[ -n "$rss" && -n "$hwm" ]]; then
     printf '%s\t%s\t%s\t%s\n' $(($(date +%s) - start)) "$done_count" "$rss" "$hwm" >>"$samples"
   fi
