@@ -18,12 +18,58 @@
 #               g++ -O2 into the work folder
 #   SOAK_WORK   work folder (default: ${TMPDIR:-/tmp}/advgan-soak)
 #   SOAK_SLACK_KIB  allowed growth in KiB (default 4096), for allocator noise
+#   SOAK_SAMPLES    a samples file of an earlier run: print its table and
+#               check it again, without running the demo
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=${SOAK_WORK:-${TMPDIR:-/tmp}/advgan-soak}
 slack=${SOAK_SLACK_KIB:-4096}
 mkdir -p "$work"
+
+# Per epoch k: the largest VmRSS sampled while it ran (samples with k - 1
+# epochs done), the smallest VmRSS sampled after it (samples with k epochs
+# done, while the next epoch runs), and VmHWM of the first sample after it.
+# The smallest value is the memory kept between epochs. A single sample can
+# catch buffers that are being freed, so it does not define that value.
+# Two figures must stay within the slack of their values after epoch 1: the
+# memory kept between epochs, up to the last epoch that another followed,
+# and the peak of the whole run, the final VmHWM.
+analyze() {
+  awk -v slack="$slack" '
+    NR == 1 { next }
+    {
+      done = $2
+      running = done + 1
+      if (!(running in peak) || $3 > peak[running]) peak[running] = $3
+      if (done >= 1 && (!(done in low) || $3 < low[done])) low[done] = $3
+      if (done >= 1 && !(done in after_hwm)) { after_time[done] = $1; after_hwm[done] = $4 }
+      if (running > epochs) epochs = running
+      if (done > last_done) last_done = done
+      final_hwm = $4
+    }
+    END {
+      if (last_done < 2) { print "soak: fewer than 2 epochs ran; nothing to compare"; exit 1 }
+      printf "%5s %14s %8s %18s %16s\n", "epoch", "RSS max (MiB)", "seconds", "RSS kept (MiB)", "HWM after (MiB)"
+      rss_growth = 0
+      for (e = 1; e <= epochs; ++e) {
+        if (e in low) {
+          printf "%5d %14.1f %8d %18.1f %16.1f\n", e, peak[e] / 1024, after_time[e], low[e] / 1024, after_hwm[e] / 1024
+          if (e < last_done && low[e] - low[1] > rss_growth) rss_growth = low[e] - low[1]
+        } else
+          printf "%5d %14.1f %8s %18s %16s\n", e, peak[e] / 1024, "-", "-", "-"
+      }
+      hwm_growth = final_hwm - after_hwm[1]
+      printf "growth after epoch 1: RSS kept between epochs %+d KiB, final HWM %+d KiB (slack %d KiB)\n", rss_growth, hwm_growth, slack
+      if (rss_growth > slack || hwm_growth > slack) { print "soak: memory grew after epoch 1"; exit 1 }
+      print "soak: no memory growth after epoch 1"
+    }' "$1"
+}
+
+if [[ -n "${SOAK_SAMPLES:-}" ]]; then
+  analyze "$SOAK_SAMPLES"
+  exit
+fi
 
 if [[ -z "${DEMO:-}" ]]; then
   DEMO=$work/dcgan_fashion_mnist
@@ -83,36 +129,5 @@ if [[ $demo_status -ne 0 ]]; then
   exit 1
 fi
 
-# Per epoch k: the largest VmRSS sampled while it ran (samples with k - 1
-# epochs done), and VmRSS and VmHWM of the first sample after it finished.
-# Two figures must stay within the slack of their values after epoch 1.
-# One is the resident memory between epochs: VmRSS after each epoch, which
-# drops when the buffers of the scores are freed. The other is the peak of
-# the whole run, the final VmHWM. It also covers the last epoch, after which
-# the process may exit before a sample is taken.
-awk -v slack="$slack" '
-  NR == 1 { next }
-  {
-    running = $2 + 1
-    if (!(running in peak) || $3 > peak[running]) peak[running] = $3
-    if ($2 >= 1 && !($2 in after_rss)) { after_time[$2] = $1; after_rss[$2] = $3; after_hwm[$2] = $4 }
-    if (running > epochs) epochs = running
-    final_hwm = $4
-  }
-  END {
-    if (!(1 in after_rss) || epochs < 2) { print "soak: fewer than 2 epochs ran; nothing to compare"; exit 1 }
-    printf "%5s %16s %8s %16s %16s\n", "epoch", "RSS max (MiB)", "seconds", "RSS after (MiB)", "HWM after (MiB)"
-    rss_growth = 0
-    for (e = 1; e <= epochs; ++e) {
-      if (e in after_rss) {
-        printf "%5d %16.1f %8d %16.1f %16.1f\n", e, peak[e] / 1024, after_time[e], after_rss[e] / 1024, after_hwm[e] / 1024
-        if (after_rss[e] - after_rss[1] > rss_growth) rss_growth = after_rss[e] - after_rss[1]
-      } else
-        printf "%5d %16.1f %8s %16s %16s\n", e, peak[e] / 1024, "-", "-", "-"
-    }
-    hwm_growth = final_hwm - after_hwm[1]
-    printf "growth after epoch 1: RSS between epochs %+d KiB, final HWM %+d KiB (slack %d KiB)\n", rss_growth, hwm_growth, slack
-    if (rss_growth > slack || hwm_growth > slack) { print "soak: memory grew after epoch 1"; exit 1 }
-    print "soak: no memory growth after epoch 1"
-  }' "$samples"
+analyze "$samples"
 echo "soak: samples in $samples, demo output in $log"
