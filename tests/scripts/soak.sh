@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Long-run memory check of the DCGAN demo; not part of CTest.
 #
-# Runs examples/dcgan_fashion_mnist for several epochs (it writes a grid, a
-# checkpoint and, unless --no-metrics, the scores after each), samples the
-# process's VmRSS and VmHWM from /proc/<pid>/status once per second, and
-# prints a table of epoch against memory. It fails when the resident memory
-# (VmRSS) during the last epoch, or the peak (VmHWM) at the end, exceeds its
-# value just after epoch 1 by more than the slack.
+# Runs examples/dcgan_fashion_mnist for several epochs. After each it writes
+# a grid, a checkpoint and, unless --no-metrics, the scores. The script
+# samples the process's VmRSS and VmHWM from /proc/<pid>/status once per
+# second and prints a table of epoch against memory. It fails when the
+# memory kept between epochs, or the final peak (VmHWM), grows by more than
+# the slack past its value after epoch 1.
 #
 # Usage: tests/scripts/soak.sh [demo options...]
-#   default options: --epochs 20 --threads 2 --max-seconds 0 (all 60,000
-#   images and the scores every epoch: about 17 minutes on 2 idle cores)
+#   default options: --epochs 20 --threads 2 --max-seconds 0, which trains
+#   on all 60,000 images and scores every epoch (14 minutes on 2 idle cores)
 #   --out defaults to a fresh folder under the work folder; a run that
 #   resumes from an existing --out counts the epochs already in its log.
 # Environment:
