@@ -218,28 +218,6 @@ BENCHMARK(iteration_threading)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
-/// The iteration with batch norm and the activation after it as one pass
-/// (fused:1, the default) or as two layers (fused:0).
-void iteration_fusion(benchmark::State& state) {
-  use_threads(state);
-  advgan::detail::fuse_batch_norm_activation = state.range(1) == 1;
-  auto trainer = std::make_unique<trainer_for<backend, 1>>();
-  const tensor real = random_tensor(batch, 1, 32, 32, 4);
-  trainer->step(real);
-  trainer->step(real);
-  for (auto _ : state) benchmark::DoNotOptimize(trainer->step(real).discriminator_loss);
-  advgan::detail::fuse_batch_norm_activation = true;
-}
-BENCHMARK(iteration_fusion)
-    ->Name("iteration_fusion/channels:1")
-    ->ArgNames({"threads", "fused"})
-    ->Args({1, 0})
-    ->Args({1, 1})
-    ->Args({2, 0})
-    ->Args({2, 1})
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-
 // -- Generator inference -------------------------------------------------------
 
 /// Times the generator in evaluation mode on `Batch` latent vectors.

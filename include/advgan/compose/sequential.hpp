@@ -158,24 +158,6 @@ constexpr bool in_place_backward = [] {
     return false;
 }();
 
-/// Whether model::forward and model::backward run a batch norm layer and
-/// the point-wise activation after it as one pass (batch_norm_layer's
-/// forward_then and backward_through). On by default. Tests and benchmarks
-/// turn it off to compare.
-/// NOTE: both ways give the same bits in a build without FMA contraction,
-/// as the project builds. A build for a CPU with FMA (-march) may contract
-/// f'(y) * dz into the sums that follow and differ in the last bits.
-inline bool fuse_batch_norm_activation = true;
-
-/// Whether bound layer First can run bound layer Next in its own pass.
-template <class First, class Next>
-concept runs_next_in_one_pass = requires(First& first, Next& next, const typename First::tensor& x,
-                                         typename First::tensor& y, const forward_context& forward,
-                                         const backward_context& backward) {
-  first.forward_then(x, y, next, y, forward);
-  first.backward_through(next, x, &y, backward);
-};
-
 /// Sums the parameter counts of a tuple of bound layers.
 template <class LayerTuple>
 struct parameter_total;
@@ -293,22 +275,10 @@ class model {
     const forward_context context{training_, rng};
     scanned_ = false;
     first_non_finite_ = {layer_count, 0, 0.0};
-    fused_ = detail::fuse_batch_norm_activation;
     for_each_layer([&](auto& layer, auto index) {
       constexpr std::size_t i = decltype(index)::value;
       const tensor& in = i == 0 ? x : activations_[i - 1];
-      if constexpr (runs_next_in_one_pass<i>) {
-        if (fused_)
-          layer.forward_then(in, activations_[i], std::get<i + 1>(layers_), activations_[i + 1],
-                             context);
-        else
-          layer.forward(in, activations_[i], context);
-      } else if constexpr (runs_in_previous_pass<i>) {
-        // The layer before has already computed this output when fused.
-        if (!fused_) layer.forward(in, activations_[i], context);
-      } else {
-        layer.forward(in, activations_[i], context);
-      }
+      layer.forward(in, activations_[i], context);
       // The scan reads the output that the layer has just written, while it
       // is still in cache, and stops at the first layer with a bad value.
       // Layer 0 is always read, because nothing has checked the input x.
@@ -464,25 +434,6 @@ class model {
     (std::make_index_sequence<layer_count>{});
   }
 
-  /// Whether layers Index and Index + 1 can run as one pass.
-  template <std::size_t Index>
-  static constexpr bool runs_next_in_one_pass = [] {
-    if constexpr (Index + 1 >= layer_count)
-      return false;
-    else
-      return detail::runs_next_in_one_pass<std::tuple_element_t<Index, layer_tuple>,
-                                           std::tuple_element_t<Index + 1, layer_tuple>>;
-  }();
-
-  /// Whether layer Index can run in the pass of the layer before it.
-  template <std::size_t Index>
-  static constexpr bool runs_in_previous_pass = [] {
-    if constexpr (Index == 0)
-      return false;
-    else
-      return runs_next_in_one_pass<Index - 1>;
-  }();
-
   /// Backpropagates dy through layers Index, ..., 0. dy_buffer is the
   /// model's own tensor that holds dy, or null when dy is the caller's. A
   /// layer that declares in_place_backward writes its input gradient over
@@ -492,20 +443,6 @@ class model {
   void backward_from(const tensor& dy, tensor* dy_buffer, tensor* dx,
                      const backward_context& context) {
     auto& layer = std::get<Index>(layers_);
-    if constexpr (runs_in_previous_pass<Index>) {
-      if (fused_) {
-        // Layers Index - 1 and Index in one pass; the first writes in place.
-        auto& first = std::get<Index - 1>(layers_);
-        if constexpr (Index == 1) {
-          first.backward_through(layer, dy, dx, context);
-        } else {
-          tensor* target = dy_buffer != nullptr ? dy_buffer : &input_gradients_[Index - 1];
-          first.backward_through(layer, dy, target, context);
-          backward_from<Index - 2>(*target, target, dx, context);
-        }
-        return;
-      }
-    }
     if constexpr (Index == 0) {
       layer.backward(dy, dx, context);
     } else {
@@ -562,7 +499,6 @@ class model {
   bool training_ = true;
   bool check_non_finite_ = false;
   bool scanned_ = false;  // whether first_non_finite_ belongs to the last forward()
-  bool fused_ = false;    // whether the last forward() ran batch norm and activation as one pass
   non_finite_location first_non_finite_{layer_count, 0, 0.0};
 };
 

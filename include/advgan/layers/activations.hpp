@@ -148,18 +148,6 @@ class activation_layer {
   /// to, so a model can reuse the gradient buffer.
   static constexpr bool in_place_backward = true;
 
-  /// Records x and y = f(x), computed by the layer before this one in the
-  /// same pass (batch_norm_layer::forward_then), as this layer's last
-  /// forward pass.
-  void take_forward(const tensor& x, const tensor& y) {
-    input_ = Backend::data(x);
-    output_ = Backend::data(y);
-    count_ = Backend::size(x);
-  }
-
-  /// Returns the output of the last forward pass.
-  const scalar* last_output() const { return output_; }
-
   /// y' = f'(x) x'.
   void tangent_forward(const tensor& x_tangent, tensor& y_tangent) {
     detail::expect_sample_shape<InputShape, Backend>(Function::kind, x_tangent);

@@ -7,27 +7,14 @@
 // taking the unbiased batch variance, and counts num_batches_tracked, all as
 // PyTorch does. Evaluation mode normalises with the running statistics.
 
-#include <cmath>        // std::sqrt
-#include <cstddef>      // std::size_t
-#include <cstdint>      // std::int64_t
-#include <ratio>        // std::ratio
-#include <type_traits>  // std::is_void_v
-#include <utility>      // std::pair
+#include <cmath>    // std::sqrt
+#include <cstddef>  // std::size_t
+#include <cstdint>  // std::int64_t
+#include <ratio>    // std::ratio
 
-#include "advgan/layers/activations.hpp"
 #include "advgan/layers/layer.hpp"
 
 namespace advgan {
-
-namespace detail {
-
-/// A row callback that does nothing, for batch norm without a fused activation.
-struct no_row_action {
-  template <class Scalar>
-  void operator()(std::size_t, const Scalar*) const {}
-};
-
-}  // namespace detail
 
 template <class Momentum, class Epsilon, class InputShape, class Backend>
 class batch_norm_layer {
@@ -86,39 +73,6 @@ class batch_norm_layer {
     if (training_) ++num_batches_tracked_;
   }
 
-  /// Runs forward(x, y) and the point-wise layer `next` on y in one pass:
-  /// z = f(y) is computed for each row of y while the row is in cache. Both
-  /// outputs are kept, so next.backward and backward_through can run after it.
-  template <class Function>
-  void forward_then(const tensor& x, tensor& y,
-                    activation_layer<Function, InputShape, Backend>& next, tensor& z,
-                    const forward_context& context) {
-    detail::expect_sample_shape<InputShape, Backend>("batch_norm", x);
-    batch_ = Backend::shape(x)[0];
-    training_ = context.training;
-    input_ = Backend::data(x);
-    Backend::resize(y, Backend::shape(x));
-    Backend::resize(z, Backend::shape(x));
-    output_ = Backend::data(y);
-    const std::size_t count = batch_ * area;
-    if (training_ && count < 2)
-      throw argument_error(detail::concat("batch_norm: training needs more than one value per ",
-                                          "channel, got batch ", batch_, " of shape ",
-                                          InputShape::str()));
-    scalar* activated = Backend::data(z);
-    Backend::parallel_for(
-        channels,
-        [this, activated](std::size_t c) {
-          normalize_channel(c, [=](std::size_t n, const scalar* row) {
-            scalar* out = channel(activated, n, c);
-            for (std::size_t i = 0; i < area; ++i) out[i] = Function::value(row[i]);
-          });
-        },
-        channel_grain(count));
-    if (training_) ++num_batches_tracked_;
-    next.take_forward(y, z);
-  }
-
   /// With xhat = (x - mean) * inverse_std over the M = N*H*W values of a
   /// channel: dgamma += sum(dy * xhat), dbeta += sum(dy), and in training
   /// dx = gamma * inverse_std / M * (M dy - sum(dy) - xhat sum(dy * xhat));
@@ -132,29 +86,7 @@ class batch_norm_layer {
     const bool parameter_gradients = context.parameter_gradients;
     Backend::parallel_for(
         channels,
-        [=, this](std::size_t c) {
-          backward_channel<void>(c, grad, nullptr, result, parameter_gradients);
-        },
-        channel_grain(batch_ * area));
-  }
-
-  /// Runs next.backward(dz) and then backward on its result in one pass,
-  /// after forward_then: the gradient dy = f'(y) dz is computed where each
-  /// pass over a channel reads it, and never stored. dx may be the same
-  /// tensor as dz.
-  template <class Function>
-  void backward_through(const activation_layer<Function, InputShape, Backend>& next,
-                        const tensor& dz, tensor* dx, const backward_context& context) {
-    if (dx != nullptr) Backend::resize(*dx, Backend::shape(dz));
-    const scalar* grad = Backend::data(dz);
-    const scalar* activated = next.last_output();
-    scalar* result = dx != nullptr ? Backend::data(*dx) : nullptr;
-    const bool parameter_gradients = context.parameter_gradients;
-    Backend::parallel_for(
-        channels,
-        [=, this](std::size_t c) {
-          backward_channel<Function>(c, grad, activated, result, parameter_gradients);
-        },
+        [=, this](std::size_t c) { backward_channel(c, grad, result, parameter_gradients); },
         channel_grain(batch_ * area));
   }
 
@@ -195,10 +127,8 @@ class batch_norm_layer {
 
   /// Normalises channel c of the cached input into the output, with batch
   /// statistics in training (updating the running ones) and the running
-  /// statistics in evaluation. Calls after_row(n, row) on each output row
-  /// of the channel once it is written.
-  template <class AfterRow = detail::no_row_action>
-  void normalize_channel(std::size_t c, AfterRow after_row = {}) {
+  /// statistics in evaluation.
+  void normalize_channel(std::size_t c) {
     double m = Backend::data(running_mean_)[c];
     double var = Backend::data(running_var_)[c];
     if (training_) {
@@ -223,40 +153,12 @@ class batch_norm_layer {
       scalar* out = channel(output_, n, c);
 #pragma omp simd
       for (std::size_t i = 0; i < area; ++i) out[i] = v[i] * scale + shift;
-      after_row(n, out);
     }
   }
 
-  /// Returns the gradient with respect to this layer's output at position
-  /// i of a row: g[i] itself when Function is void, else the gradient g
-  /// with respect to the activation's output taken back through the
-  /// activation, f'(y) g, with y this layer's output and z = f(y).
-  template <class Function>
-  static scalar output_gradient(const scalar* g, const scalar* y, const scalar* z, std::size_t i) {
-    if constexpr (std::is_void_v<Function>)
-      return g[i];
-    else
-      return Function::derivative(y[i], z[i]) * g[i];
-  }
-
-  /// Returns row (n, c) of this layer's output and of the activation's
-  /// output `activated`, which output_gradient<Function> reads, or two null
-  /// pointers when Function is void.
-  template <class Function>
-  std::pair<const scalar*, const scalar*> activation_rows(const scalar* activated, std::size_t n,
-                                                          std::size_t c) const {
-    if constexpr (std::is_void_v<Function>)
-      return {nullptr, nullptr};
-    else
-      return {channel(output_, n, c), channel(activated, n, c)};
-  }
-
-  /// Runs the backward pass of channel c. With Function void, grad is the
-  /// gradient of this layer's output. Otherwise it is the gradient of the
-  /// output `activated` of a Function activation that follows. result may
-  /// be grad itself, or null when no input gradient is requested.
-  template <class Function>
-  void backward_channel(std::size_t c, const scalar* grad, const scalar* activated, scalar* result,
+  /// Runs the backward pass of channel c. result may be grad itself, or null
+  /// when no input gradient is requested.
+  void backward_channel(std::size_t c, const scalar* grad, scalar* result,
                         bool parameter_gradients) {
     const auto m = static_cast<scalar>(Backend::data(mean_)[c]);
     const double inverse_std = Backend::data(inverse_std_)[c];
@@ -265,17 +167,12 @@ class batch_norm_layer {
     for (std::size_t n = 0; n < batch_; ++n) {
       const scalar* g = channel(grad, n, c);
       const scalar* v = channel(input_, n, c);
-      const std::pair<const scalar*, const scalar*> rows =
-          activation_rows<Function>(activated, n, c);
-      const scalar* y = rows.first;
-      const scalar* z = rows.second;
       scalar row_grad = 0;
       scalar row_dot = 0;
 #pragma omp simd reduction(+ : row_grad, row_dot)
       for (std::size_t i = 0; i < area; ++i) {
-        const scalar dy = output_gradient<Function>(g, y, z, i);
-        row_grad += dy;
-        row_dot += dy * (v[i] - m);
+        row_grad += g[i];
+        row_dot += g[i] * (v[i] - m);
       }
       grad_sum += row_grad;
       grad_dot_centered += row_dot;
@@ -293,13 +190,9 @@ class batch_norm_layer {
     if (!training_) {
       for (std::size_t n = 0; n < batch_; ++n) {
         const scalar* g = channel(grad, n, c);
-        const std::pair<const scalar*, const scalar*> rows =
-            activation_rows<Function>(activated, n, c);
-        const scalar* y = rows.first;
-        const scalar* z = rows.second;
         scalar* out = channel(result, n, c);
 #pragma omp simd
-        for (std::size_t i = 0; i < area; ++i) out[i] = a * output_gradient<Function>(g, y, z, i);
+        for (std::size_t i = 0; i < area; ++i) out[i] = a * g[i];
       }
       return;
     }
@@ -308,14 +201,9 @@ class batch_norm_layer {
     for (std::size_t n = 0; n < batch_; ++n) {
       const scalar* g = channel(grad, n, c);
       const scalar* v = channel(input_, n, c);
-      const std::pair<const scalar*, const scalar*> rows =
-          activation_rows<Function>(activated, n, c);
-      const scalar* y = rows.first;
-      const scalar* z = rows.second;
       scalar* out = channel(result, n, c);
 #pragma omp simd
-      for (std::size_t i = 0; i < area; ++i)
-        out[i] = a * output_gradient<Function>(g, y, z, i) + b * (v[i] - m) + offset;
+      for (std::size_t i = 0; i < area; ++i) out[i] = a * g[i] + b * (v[i] - m) + offset;
     }
   }
 
