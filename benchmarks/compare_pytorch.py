@@ -263,8 +263,9 @@ def main():
     parser.add_argument("--wait-policy", default="PASSIVE",
                         help="OMP_WAIT_POLICY of the PyTorch processes (default PASSIVE; "
                              "an empty string leaves it unset)")
-    parser.add_argument("--advgan-wait-policy", default="PASSIVE",
-                        help="OMP_WAIT_POLICY of the advgan processes (default PASSIVE)")
+    parser.add_argument("--advgan-wait-policy", default="",
+                        help="OMP_WAIT_POLICY of the advgan processes (default unset, as a "
+                             "program runs without the variable)")
     parser.add_argument("--child", choices=["torch-iteration", "torch-inference"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
