@@ -228,8 +228,8 @@ std::string score_epoch(classifier_tools::test_set_scorer& scorer, Trainer& trai
 /// back to the system when freed. glibc otherwise raises this threshold to
 /// the size of the largest mapped block freed so far (up to 32 MiB). The
 /// end-of-epoch scores allocate and free buffers of several MiB, so later
-/// buffers of that size would come from the heap instead; the heap then
-/// fragments and the peak resident memory creeps up over the first epochs.
+/// buffers of that size would come from the heap instead. The heap then
+/// fragments, and the peak resident memory creeps up over the first epochs.
 inline void return_large_blocks_to_system() {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);

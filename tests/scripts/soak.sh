@@ -27,9 +27,10 @@ work=${SOAK_WORK:-${TMPDIR:-/tmp}/advgan-soak}
 slack=${SOAK_SLACK_KIB:-4096}
 mkdir -p "$work"
 
-# Per epoch k: the largest VmRSS sampled while it ran (samples with k - 1
-# epochs done), the smallest VmRSS sampled after it (samples with k epochs
-# done, while the next epoch runs), and VmHWM of the first sample after it.
+# The table gives three figures per epoch k. "RSS max" is the largest VmRSS
+# sampled while epoch k ran, in the samples with k - 1 epochs done. "RSS
+# kept" is the smallest VmRSS sampled after it, while the next epoch runs.
+# "HWM after" is the VmHWM of the first sample after it.
 # The smallest value is the memory kept between epochs. A single sample can
 # catch buffers that are being freed, so it does not define that value.
 # Two figures must stay within the slack of their values after epoch 1: the

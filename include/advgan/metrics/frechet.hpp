@@ -176,10 +176,11 @@ inline psd_root covariance_root(const std::vector<double>& covariance, std::size
 // Computes tr(sqrt((S_A + offset I)(S_B + offset I))) as the sum of the
 // singular values of R_A R_B, where R_A and R_B are the PSD square roots.
 // This holds because S_A S_B is similar to R_A R_B (R_A R_B)^T, whose
-// eigenvalues are the squared singular values of R_A R_B. LAPACK gesdd returns singular values
-// with an absolute error of about epsilon * |R_A R_B|, so a small singular
-// value keeps its accuracy. (The square roots of the eigenvalues of
-// R_A S_B R_A would only be accurate to sqrt(epsilon) * |R_A R_B|.)
+// eigenvalues are the squared singular values of R_A R_B. LAPACK gesdd
+// returns singular values with an absolute error of about
+// epsilon * |R_A R_B|, so a small singular value keeps its accuracy. The
+// square roots of the eigenvalues of R_A S_B R_A would only be accurate to
+// sqrt(epsilon) * |R_A R_B|.
 inline sqrt_trace trace_sqrt_product(const gaussian_stats& a, const gaussian_stats& b,
                                      double offset) {
   const std::size_t dim = a.dim;
