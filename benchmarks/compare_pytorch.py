@@ -357,16 +357,19 @@ def main():
     # Generator inference at batch 1, in evaluation mode without gradients.
     inference_repetitions = max(3, args.repetitions // 2)
     for threads in args.threads:
-        torch_values, advgan_values = [], []
+        torch_values, advgan_values, openblas_values = [], [], []
         for _ in range(inference_repetitions):
             torch_values.append(torch_inference(1, threads, args)[0])
             advgan_values.append(
                 advgan_case(binary, "generator_inference/batch:1", threads, 1.0, args)[0])
+            openblas_values.append(
+                advgan_case(binary, "generator_inference_openblas/batch:1", threads, 1.0, args)[0])
         torch_median = statistics.median(torch_values)
         advgan_median = statistics.median(advgan_values)
         print(f"generator inference batch 1, {threads} thread(s): PyTorch "
-              f"{1e3 * torch_median:.2f} ms, advgan {1e3 * advgan_median:.2f} ms (medians of "
-              f"{inference_repetitions})")
+              f"{1e3 * torch_median:.2f} ms, advgan {1e3 * advgan_median:.2f} ms, advgan with "
+              f"OpenBLAS for every GEMM {1e3 * statistics.median(openblas_values):.2f} ms "
+              f"(medians of {inference_repetitions})")
         results.append(f"RESULT inference batch=1 threads={threads} "
                        f"torch_ms={1e3 * torch_median:.3f} advgan_ms={1e3 * advgan_median:.3f} "
                        f"ratio={torch_median / advgan_median:.2f}")

@@ -1,8 +1,8 @@
 // Google Benchmark cases for the reference DCGAN on the CPU backend. They
 // time each layer's forward and backward pass at batch 64, one whole
 // training iteration (gan_trainer::step) for 1 and 3 image channels,
-// generator inference at batch 1 and 64, and the GEMMs of one iteration
-// replayed alone.
+// generator inference at batch 1 and 64 (at batch 1 also with OpenBLAS for
+// every GEMM), and the GEMMs of one iteration replayed alone.
 //
 // Every case takes the thread count as its argument ("threads:N") and calls
 // set_threads(N) first. benchmarks/compare_pytorch.py runs these cases next
@@ -244,6 +244,21 @@ BENCHMARK(generator_inference<64>)
     ->Arg(2)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+
+/// Times generator inference at batch 1 with every GEMM on OpenBLAS, to
+/// compare with the kernels for thin products that gemm uses by default.
+void generator_inference_openblas(benchmark::State& state) {
+  advgan::detail::thin_gemm_enabled = false;
+  generator_inference<1>(state);
+  advgan::detail::thin_gemm_enabled = true;
+}
+BENCHMARK(generator_inference_openblas)
+    ->Name("generator_inference_openblas/batch:1")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // -- The GEMMs of one iteration ------------------------------------------------
 

@@ -1,11 +1,11 @@
-// Tests for the primitives of the CPU backend: gemm against a naive loop,
-// im2col and col2im as adjoint operators and against their definition, the
-// thread settings, and the random fills.
+// Tests for the primitives of the CPU backend: gemm against a naive loop
+// (through OpenBLAS and through the kernels for thin products), im2col and col2im as adjoint
+// operators and against their definition, the thread settings, and the random fills.
 
 #include <doctest/doctest.h>
 
-#include <algorithm>  // std::max
-#include <cmath>      // std::abs, std::sqrt
+#include <algorithm>  // std::max, std::none_of
+#include <cmath>      // std::abs, std::isnan, std::sqrt
 #include <cstddef>    // std::size_t, std::ptrdiff_t
 #include <cstdint>    // std::uint64_t
 #include <limits>     // std::numeric_limits
@@ -173,6 +173,52 @@ TEST_CASE_TEMPLATE("gemm with k = 0 scales C", Scalar, float, double) {
   std::vector<Scalar> nan_c(4, std::numeric_limits<Scalar>::quiet_NaN());
   cpu<Scalar>::gemm(true, true, 2, 2, 0, 1, nullptr, 2, nullptr, 1, 0, nan_c.data(), 2);
   CHECK(nan_c == std::vector<Scalar>(4, 0));
+}
+
+TEST_CASE("thin products match naive loop") {
+  // The sizes cover each block of the thin kernels: rows in blocks of 16, 8,
+  // 4, 2 and 1, columns in whole and partial vectors of 16, and for 4 rows or
+  // fewer the blocks of 64 columns. The last two are large enough for gemm
+  // to split them across two threads, by rows and by columns.
+  const gemm_size sizes[] = {{1, 1, 1},      {2, 17, 3},    {3, 64, 9},    {4, 130, 31},
+                             {5, 16, 7},     {31, 15, 1},   {37, 64, 300}, {100, 33, 65},
+                             {300, 64, 300}, {2, 1000, 300}};
+  const thread_count_guard guard;
+  for (const int threads : {1, 2}) {
+    advgan::set_threads(threads);
+    for (const bool thin : {true, false}) {
+      advgan::detail::thin_gemm_enabled = thin;
+      for (const gemm_size& size : sizes) {
+        for (const bool transpose_a : {false, true}) {
+          CAPTURE(threads);
+          CAPTURE(thin);
+          CAPTURE(size.m);
+          CAPTURE(size.n);
+          CAPTURE(size.k);
+          CAPTURE(transpose_a);
+          CHECK(advgan::detail::thin_gemm_suits(false, size.m, size.n) ==
+                (thin && advgan::detail::thin_gemm_supported()));
+          check_gemm<float>(size, transpose_a, false);
+        }
+      }
+    }
+  }
+  advgan::detail::thin_gemm_enabled = true;
+  MESSAGE("thin kernels supported on this CPU: ", advgan::detail::thin_gemm_supported());
+}
+
+TEST_CASE("thin products overwrite C when beta is 0") {
+  // As in BLAS, beta = 0 means C is not read, so NaN in C does not survive.
+  const gemm_size sizes[] = {{3, 70, 5}, {20, 17, 4}};
+  for (const gemm_size& size : sizes) {
+    const std::vector<float> a = random_values<float>(size.m * size.k, 4);
+    const std::vector<float> b = random_values<float>(size.k * size.n, 5);
+    std::vector<float> c(size.m * size.n, std::numeric_limits<float>::quiet_NaN());
+    cpu<float>::gemm(false, false, size.m, size.n, size.k, 1, a.data(), size.k, b.data(), size.n, 0,
+                     c.data(), size.n);
+    CAPTURE(size.m);
+    CHECK(std::none_of(c.begin(), c.end(), [](float v) { return std::isnan(v); }));
+  }
 }
 
 TEST_CASE("im2col literal 3x3 case") {

@@ -19,6 +19,7 @@
 #include <xtensor-blas/xblas.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "advgan/backend/thin_gemm.hpp"
 #include "advgan/core/error.hpp"
 #include "advgan/core/finite.hpp"
 #include "advgan/core/philox.hpp"
@@ -359,12 +360,10 @@ struct cpu {
     }
 #pragma omp parallel num_threads(threads)
     {
-      const auto parts = static_cast<std::size_t>(omp_get_num_threads());
-      const auto part = static_cast<std::size_t>(omp_get_thread_num());
       // Blocks of whole cache lines, so two threads never write to one line.
-      const std::size_t block = (n / parts + 15) / 16 * 16;
-      const std::size_t begin = std::min(n, part * block);
-      const std::size_t end = part + 1 == parts ? n : std::min(n, begin + block);
+      const auto [begin, end] =
+          detail::thread_share(n, static_cast<std::size_t>(omp_get_num_threads()),
+                               static_cast<std::size_t>(omp_get_thread_num()));
       if (begin < end) f(begin, end);
     }
   }
@@ -428,10 +427,7 @@ struct cpu {
 #pragma omp barrier
       // Each thread adds its own slice of every partial sum to `sum`.
       const auto parts = static_cast<std::size_t>(omp_get_num_threads());
-      const std::size_t block = (size / parts + 15) / 16 * 16;
-      const std::size_t begin = std::min(size, static_cast<std::size_t>(thread) * block);
-      const std::size_t end =
-          static_cast<std::size_t>(thread) + 1 == parts ? size : std::min(size, begin + block);
+      const auto [begin, end] = detail::thread_share(size, parts, static_cast<std::size_t>(thread));
       for (std::size_t t = 1; t < parts; ++t) {
         const Scalar* values = partials[t];
         if (values == nullptr) continue;
@@ -460,6 +456,13 @@ struct cpu {
         for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
       return;
     }
+    if constexpr (std::same_as<Scalar, float>) {
+      if (detail::thin_gemm_suits(transpose_b, m, n)) {
+        detail::thin_gemm(transpose_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                          detail::gemm_split_work);
+        return;
+      }
+    }
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
     if (threads == 1 || work < detail::gemm_split_work || !detail::gemm_split_enabled) {
@@ -473,11 +476,9 @@ struct cpu {
     const std::size_t length = split_rows ? m : n;
 #pragma omp parallel num_threads(threads)
     {
-      const auto parts = static_cast<std::size_t>(omp_get_num_threads());
-      const auto part = static_cast<std::size_t>(omp_get_thread_num());
-      const std::size_t block = (length / parts + 15) / 16 * 16;
-      const std::size_t begin = std::min(length, part * block);
-      const std::size_t end = part + 1 == parts ? length : std::min(length, begin + block);
+      const auto [begin, end] =
+          detail::thread_share(length, static_cast<std::size_t>(omp_get_num_threads()),
+                               static_cast<std::size_t>(omp_get_thread_num()));
       if (begin < end && split_rows) {
         blas_gemm(transpose_a, transpose_b, end - begin, n, k, alpha,
                   a + (transpose_a ? begin : begin * lda), lda, b, ldb, beta, c + begin * ldc, ldc);

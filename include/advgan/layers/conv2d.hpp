@@ -168,11 +168,13 @@ class conv2d_layer {
   void forward_chunk(std::size_t first, std::size_t count, std::size_t chunk, scalar* out) const {
     const std::size_t columns = count * pixels;
     scalar* col = chunk_buffers(chunk);
-    scalar* out_cm = col + chunk * pixels * patch;
+    // One sample in channel-major order is already in NCHW order.
+    scalar* out_cm = count == 1 ? out + first * output_shape::size : col + chunk * pixels * patch;
     lower(input_ + first * InputShape::size, count, col);
     Backend::gemm(false, false, Out, columns, patch, 1, weight_, patch, col, columns, 0, out_cm,
                   columns);
-    Backend::cnhw_to_nchw(out_cm, count, Out, pixels, out + first * output_shape::size);
+    if (count > 1)
+      Backend::cnhw_to_nchw(out_cm, count, Out, pixels, out + first * output_shape::size);
   }
 
   /// Runs the backward pass of samples [first, first + count): weight_grad =

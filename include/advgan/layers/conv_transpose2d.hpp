@@ -134,8 +134,13 @@ class conv_transpose2d_layer {
   void forward_chunk(std::size_t first, std::size_t count, std::size_t chunk, scalar* out) const {
     const std::size_t columns = count * pixels;
     scalar* col = chunk_buffers(chunk);
-    scalar* input_cm = col + chunk * pixels * patch;
-    Backend::nchw_to_cnhw(input_ + first * InputShape::size, count, in, pixels, input_cm);
+    // One sample in NCHW order is already in channel-major order.
+    const scalar* input_cm = input_ + first * InputShape::size;
+    if (count > 1) {
+      scalar* copy = col + chunk * pixels * patch;
+      Backend::nchw_to_cnhw(input_cm, count, in, pixels, copy);
+      input_cm = copy;
+    }
     Backend::gemm(true, false, patch, columns, in, 1, weight_, patch, input_cm, columns, 0, col,
                   columns);
     Backend::template col2im_batch<output_shape::height, output_shape::width, Kernel, Stride,
