@@ -279,13 +279,16 @@ struct cpu {
 
   /// Maximum size, in values, of the im2col matrix (and of the channel-major
   /// copy) that a convolution layer lowers at once. A larger batch goes in
-  /// chunks of samples, one parallel task per chunk. 4 MiB of float stays in
+  /// chunks of samples, one parallel task per chunk. 2 MiB of float stays in
   /// the L3 cache between the lowering and the GEMM that reads it. A smaller
   /// budget makes OpenBLAS pack the weights once more per chunk. On the
   /// reference DCGAN (AMD EPYC, OpenBLAS 0.3.21), 2^19 values raised the
-  /// packing share of the profile from 9.6% to 10.2% and 2^21 lowered it to
-  /// 8.9%. The iteration times stayed within the 3% run-to-run noise.
-  static constexpr std::size_t lowering_budget = std::size_t{1} << 20;
+  /// packing share of the profile from 9.6% (at 2^20) to 10.2%, and 2^21
+  /// lowered it to 8.9%. With 2^19 the first discriminator layer comes in two
+  /// chunks at batch 64, so on two threads both lower. In 6 alternating runs
+  /// of each build the 2-thread iteration took 263.5 ms at 2^19 against
+  /// 268.5 ms at 2^20 (medians, one channel), and peak memory fell by 5 MiB.
+  static constexpr std::size_t lowering_budget = std::size_t{1} << 19;
 
   // -- Tensors ---------------------------------------------------------------
 
