@@ -207,6 +207,19 @@ TEST_CASE("thin products match naive loop") {
   MESSAGE("thin kernels supported on this CPU: ", advgan::detail::thin_gemm_supported());
 }
 
+TEST_CASE_TEMPLATE("gemm with alpha = 0 reads neither A nor B", Scalar, float, double) {
+  // Both shapes, thin (3 rows) and wide (80 x 80), ignore the NaN in A and B.
+  for (const std::size_t size : {std::size_t{3}, std::size_t{80}}) {
+    const std::vector<Scalar> a(size * 5, std::numeric_limits<Scalar>::quiet_NaN());
+    const std::vector<Scalar> b(5 * 80, std::numeric_limits<Scalar>::infinity());
+    std::vector<Scalar> c(size * 80, Scalar(2));
+    cpu<Scalar>::gemm(false, false, size, 80, 5, 0, a.data(), 5, b.data(), 80, Scalar(0.5),
+                      c.data(), 80);
+    CAPTURE(size);
+    CHECK(c == std::vector<Scalar>(size * 80, Scalar(1)));
+  }
+}
+
 TEST_CASE("thin products overwrite C when beta is 0") {
   // As in BLAS, beta = 0 means C is not read, so NaN in C does not survive.
   const gemm_size sizes[] = {{3, 70, 5}, {20, 17, 4}};

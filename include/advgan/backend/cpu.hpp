@@ -454,7 +454,8 @@ struct cpu {
                    Scalar alpha, const Scalar* a, std::size_t lda, const Scalar* b, std::size_t ldb,
                    Scalar beta, Scalar* c, std::size_t ldc) {
     if (m == 0 || n == 0) return;
-    if (k == 0) {
+    // As in BLAS, alpha = 0 leaves A and B unread, so NaN there does not reach C.
+    if (k == 0 || alpha == 0) {
       for (std::size_t i = 0; i < m; ++i)
         for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
       return;
