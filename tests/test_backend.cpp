@@ -1,6 +1,7 @@
-// Tests for the primitives of the CPU backend: gemm against a naive loop
-// (through OpenBLAS and through the kernels for thin products), im2col and col2im as adjoint
-// operators and against their definition, the thread settings, and the random fills.
+// Tests for the primitives of the CPU backend: gemm against a naive loop,
+// through OpenBLAS and through the kernels for thin products; im2col and
+// col2im as adjoint operators and against their definition; the thread
+// settings; and the random fills.
 
 #include <doctest/doctest.h>
 
@@ -178,8 +179,9 @@ TEST_CASE_TEMPLATE("gemm with k = 0 scales C", Scalar, float, double) {
 TEST_CASE("thin products match naive loop") {
   // The sizes cover each block of the thin kernels: rows in blocks of 16, 8,
   // 4, 2 and 1, columns in whole and partial vectors of 16, and for 4 rows or
-  // fewer the blocks of 64 columns. The last two are large enough for gemm
-  // to split them across two threads, by rows and by columns.
+  // fewer the blocks of 64 columns. The sizes with k = 300 are large enough
+  // for gemm to split them across two threads: the first two by rows, the
+  // last by columns.
   const gemm_size sizes[] = {{1, 1, 1},      {2, 17, 3},    {3, 64, 9},    {4, 130, 31},
                              {5, 16, 7},     {31, 15, 1},   {37, 64, 300}, {100, 33, 65},
                              {300, 64, 300}, {2, 1000, 300}};

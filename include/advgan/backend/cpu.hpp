@@ -280,14 +280,15 @@ struct cpu {
   /// Maximum size, in values, of the im2col matrix (and of the channel-major
   /// copy) that a convolution layer lowers at once. A larger batch goes in
   /// chunks of samples, one parallel task per chunk. 2 MiB of float stays in
-  /// the L3 cache between the lowering and the GEMM that reads it. A smaller
-  /// budget makes OpenBLAS pack the weights once more per chunk. On the
-  /// reference DCGAN (AMD EPYC, OpenBLAS 0.3.21), 2^19 values raised the
-  /// packing share of the profile from 9.6% (at 2^20) to 10.2%, and 2^21
-  /// lowered it to 8.9%. With 2^19 the first discriminator layer comes in two
-  /// chunks at batch 64, so on two threads both lower. In 6 alternating runs
-  /// of each build the 2-thread iteration took 263.5 ms at 2^19 against
-  /// 268.5 ms at 2^20 (medians, one channel), and peak memory fell by 5 MiB.
+  /// the L3 cache between the lowering and the GEMM that reads it.
+  ///
+  /// A smaller budget makes OpenBLAS pack the weights once more per chunk:
+  /// on the reference DCGAN (AMD EPYC, OpenBLAS 0.3.21) the packing share
+  /// was 10.2% at 2^19 values, 9.6% at 2^20 and 8.9% at 2^21. At 2^19 the
+  /// first discriminator layer comes in two chunks at batch 64, so two
+  /// threads both lower it. The 2-thread iteration then took 263.5 ms
+  /// against 268.5 ms at 2^20 (medians of 6 alternating runs), and peak
+  /// memory fell by 5 MiB.
   static constexpr std::size_t lowering_budget = std::size_t{1} << 19;
 
   // -- Tensors ---------------------------------------------------------------
@@ -460,6 +461,7 @@ struct cpu {
         for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
       return;
     }
+#ifdef ADVGAN_THIN_GEMM
     if constexpr (std::same_as<Scalar, float>) {
       if (detail::thin_gemm_suits(transpose_b, m, n)) {
         detail::thin_gemm(transpose_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
@@ -467,6 +469,7 @@ struct cpu {
         return;
       }
     }
+#endif
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
     if (threads == 1 || work < detail::gemm_split_work || !detail::gemm_split_enabled) {

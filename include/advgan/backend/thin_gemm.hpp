@@ -167,16 +167,13 @@ inline void thin_gemm_block(const thin_product& p, std::size_t row_begin, std::s
   }
 }
 
-#endif  // ADVGAN_THIN_GEMM
-
-/// Computes C = alpha * op(A) B + beta * C for row-major operands, op(A) m x k, B
-/// k x n. Call only where thin_gemm_suits() holds. With more than one
-/// OpenMP thread and at least `split_work` of m * n * k, each thread takes
-/// a share of the rows (or of the columns, for 4 rows or fewer).
+/// Computes C = alpha * op(A) B + beta * C for row-major operands, with
+/// op(A) m x k and B k x n. Call only where thin_gemm_suits() holds. With
+/// more than one OpenMP thread and m * n * k at least `split_work`, each
+/// thread takes a share of the rows, or of the columns for 4 rows or fewer.
 inline void thin_gemm(bool transpose_a, std::size_t m, std::size_t n, std::size_t k, float alpha,
                       const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
                       float* c, std::size_t ldc, double split_work) {
-#ifdef ADVGAN_THIN_GEMM
   const auto stride = static_cast<std::ptrdiff_t>(lda);
   const thin_product product{
       k, alpha, a, transpose_a ? 1 : stride, transpose_a ? stride : 1, b, ldb, beta, c, ldc};
@@ -195,10 +192,8 @@ inline void thin_gemm(bool transpose_a, std::size_t m, std::size_t n, std::size_
     if (begin < end && split_rows) thin_gemm_block(product, begin, end, 0, n);
     if (begin < end && !split_rows) thin_gemm_block(product, 0, m, begin, end);
   }
-#else
-  (void)transpose_a, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb,
-      (void)beta, (void)c, (void)ldc, (void)split_work;
-#endif
 }
+
+#endif  // ADVGAN_THIN_GEMM
 
 }  // namespace advgan::detail
